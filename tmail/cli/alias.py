@@ -1,0 +1,245 @@
+"""tmail alias ...: create, inspect and change aliases."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import click
+
+from .. import defaults
+from ..core import aliases as rules_mod
+from ..core.address import AddressError, normalise_domain, parse_address
+from ..core.durations import format_duration, utcnow
+from ..core.verdict import AliasRecord
+from .app import CommandError, UsageError, json_option, pass_app
+from .params import ADDRESS, BLOCK_PATTERN, DOMAIN, DURATION, TEXT, WHEN
+
+
+def alias_rules(app, store, allow_tmail_destination=False) -> rules_mod.Rules:
+    cfg = app.config
+    return rules_mod.Rules(
+        tmail_domains=frozenset(store.domain_names()),
+        srs_domain=cfg["srs"]["domain"],
+        recipient_delimiter=cfg["aliases"]["recipient_delimiter"],
+        role_local_parts=defaults.ROLE_LOCAL_PARTS,
+        allow_tmail_destinations=allow_tmail_destination or cfg["aliases"]["allow_tmail_destinations"],
+    )
+
+
+def settings_options(func):
+    options = [
+        click.option("--ttl", type=DURATION, help="Expire this long after creation (7d, 12h, 2w)."),
+        click.option("--expires", type=WHEN, help="Expire at this date (YYYY-MM-DD[THH:MM], UTC)."),
+        click.option("--max-messages", type=click.IntRange(min=1), help="Expire after N forwarded messages."),
+        click.option("--idle", type=DURATION, help="Expire after this long without mail."),
+        click.option("--on-expiry", type=click.Choice(["reject", "drop"]),
+                     help="Once expired: refuse mail (550 5.2.1) or accept and discard it."),
+        click.option("--note", type=TEXT, help="A note for the admin."),
+        click.option("--allow-tmail-destination", is_flag=True,
+                     help="Allow a destination at one of tmail's own domains."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _settings(**kw) -> rules_mod.Settings:
+    try:
+        return rules_mod.Settings(**kw)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def text_of(record: AliasRecord, now) -> str:
+    info = rules_mod.describe(record, now)
+    lines = [f"{record.address}  ({info['state']}{': ' + info['expiry_reason'] if info['expiry_reason'] else ''})",
+             f"  to:        {', '.join(record.destinations)}"]
+    if record.expires_at:
+        left = format_duration(record.expires_at - now)
+        lines.append(f"  expires:   {record.expires_at:%Y-%m-%d %H:%M:%S} UTC ({left} left)")
+    if record.max_messages:
+        lines.append(f"  messages:  {record.forwarded} of {record.max_messages}")
+    if record.idle_limit:
+        lines.append(f"  idle:      {format_duration(record.idle_limit)}")
+    lines.append(f"  on expiry: {record.on_expiry.value}")
+    lines.append(f"  forwarded: {record.forwarded}, refused: {record.refused}, last: "
+                 f"{record.last_forwarded_at:%Y-%m-%d %H:%M} UTC" if record.last_forwarded_at
+                 else f"  forwarded: {record.forwarded}, refused: {record.refused}")
+    if record.blocked:
+        lines.append(f"  blocked:   {', '.join(record.blocked)}")
+    if record.note:
+        lines.append(f"  note:      {record.note}")
+    return "\n".join(lines)
+
+
+def _emit_alias(app, record, now, **extra):
+    app.emit({"ok": True, **extra, "alias": rules_mod.describe(record, now)}, text_of(record, now))
+
+
+@click.group()
+def alias():
+    """Aliases: temporary addresses forwarded to real mailboxes."""
+
+
+@alias.command("add")
+@click.argument("local", required=False)
+@click.option("--domain", "domain", type=DOMAIN, required=True, help="A tmail domain.")
+@click.option("--to", "to", multiple=True, required=True, help="Destination (repeatable).")
+@click.option("--random", "random_", is_flag=True, help="Pick an unguessable local part.")
+@click.option("--style", type=click.Choice(["token", "words"]),
+              help="Random local part style (default from the configuration).")
+@settings_options
+@json_option
+@pass_app
+def add(app, local, domain, to, random_, style, allow_tmail_destination, **options):
+    """Create an alias LOCAL@DOMAIN (or a random one with --random)."""
+    if bool(local) == bool(random_):
+        raise UsageError("give a LOCAL part or --random (one of them)")
+    settings = _settings(**options)
+    now = utcnow()
+    with app.store() as store:
+        store.require_domain(domain)
+        rules = alias_rules(app, store, allow_tmail_destination)
+        dests = rules_mod.check_destinations(list(to), rules)
+        if random_:
+            cfg = app.config["aliases"]
+            for _attempt in range(10):
+                local = rules_mod.random_local(style or cfg["random_style"], cfg["random_length"])
+                if store.get_alias(local, domain) is None:
+                    break
+        rules_mod.check_alias_local(local, rules)
+        record = store.add_alias(rules_mod.new_alias(local, domain, dests, settings, now))
+    _emit_alias(app, record, now, changed=True)
+
+
+def _lookup(store, address):
+    return store.require_alias(address.key, address.domain)
+
+
+@alias.command("show")
+@click.argument("address", type=ADDRESS)
+@json_option
+@pass_app
+def show(app, address):
+    """Show an alias with its counters and time left."""
+    with app.store() as store:
+        record = _lookup(store, address)
+    _emit_alias(app, record, utcnow())
+
+
+@alias.command("list")
+@click.option("--domain", type=DOMAIN)
+@click.option("--state", type=click.Choice(["active", "expired", "disabled"]))
+@click.option("--destination", type=ADDRESS)
+@json_option
+@pass_app
+def list_(app, domain, state, destination):
+    """List aliases, optionally filtered."""
+    from ..db.store import AliasFilter
+    now = utcnow()
+    with app.store() as store:
+        records = store.list_aliases(
+            AliasFilter(domain, state, str(destination) if destination else None), now)
+    rows = [rules_mod.describe(r, now) for r in records]
+    text = "\n".join(
+        f"{r['address']:45} {r['state']:9} {', '.join(r['destinations'])}" for r in rows
+    ) or "no aliases"
+    app.emit({"ok": True, "aliases": rows}, text)
+
+
+def _change(app, address, change, describe_change):
+    """Apply `change(record) -> record` in one transaction; report if it changed."""
+    now = utcnow()
+    with app.store() as store:
+        record = _lookup(store, address)
+        updated = change(record, now)
+        changed = not rules_mod.same_settings(record, updated)
+        if changed:
+            updated = store.replace_alias(updated)
+    app.emit({"ok": True, "changed": changed, "alias": rules_mod.describe(updated, now)},
+             f"{record.address}: {describe_change if changed else 'unchanged'}")
+
+
+@alias.command("disable")
+@click.argument("address", type=ADDRESS)
+@json_option
+@pass_app
+def disable(app, address):
+    """Refuse mail to the alias (550 5.2.1) until enabled again."""
+    _change(app, address, lambda r, now: dataclasses.replace(r, enabled=False), "disabled")
+
+
+@alias.command("enable")
+@click.argument("address", type=ADDRESS)
+@json_option
+@pass_app
+def enable(app, address):
+    """Accept mail for a disabled alias again."""
+    _change(app, address, lambda r, now: dataclasses.replace(r, enabled=True), "enabled")
+
+
+@alias.command("extend")
+@click.argument("address", type=ADDRESS)
+@click.option("--by", type=DURATION, help="Move the expiry this much later (from now if past).")
+@click.option("--until", type=WHEN, help="Set the expiry to this date.")
+@click.option("--max-messages", type=click.IntRange(min=1), help="Raise the message limit.")
+@json_option
+@pass_app
+def extend(app, address, by, until, max_messages):
+    """Give an alias more time (or more messages)."""
+    if (by is None) == (until is None) and max_messages is None:
+        raise UsageError("give --by or --until (one of them), or --max-messages")
+    if by is not None and until is not None:
+        raise UsageError("give --by or --until, not both")
+
+    def change(record, now):
+        expires = record.expires_at
+        if by is not None:
+            expires = max(now, expires or now).replace(microsecond=0) + by
+        if until is not None:
+            expires = until.replace(microsecond=0)
+        limit = max_messages if max_messages is not None else record.max_messages
+        return dataclasses.replace(record, expires_at=expires, max_messages=limit)
+
+    _change(app, address, change, "extended")
+
+
+@alias.command("block-sender")
+@click.argument("address", type=ADDRESS)
+@click.argument("sender", type=BLOCK_PATTERN)
+@json_option
+@pass_app
+def block_sender(app, address, sender):
+    """Refuse mail from SENDER (an address, or @domain) to this alias."""
+    _change(app, address,
+            lambda r, now: dataclasses.replace(r, blocked=tuple(sorted(set(r.blocked) | {sender}))),
+            f"blocked {sender}")
+
+
+@alias.command("unblock-sender")
+@click.argument("address", type=ADDRESS)
+@click.argument("sender", type=BLOCK_PATTERN)
+@json_option
+@pass_app
+def unblock_sender(app, address, sender):
+    """Accept mail from SENDER again."""
+    _change(app, address,
+            lambda r, now: dataclasses.replace(r, blocked=tuple(p for p in r.blocked if p != sender)),
+            f"unblocked {sender}")
+
+
+@alias.command("remove")
+@click.argument("address", type=ADDRESS)
+@json_option
+@pass_app
+def remove(app, address):
+    """Delete an alias."""
+    with app.store() as store:
+        record = _lookup(store, address)
+        store.remove_alias(record)
+    app.emit({"ok": True, "changed": True, "address": record.address}, f"removed {record.address}")
+
+
+COMMANDS = [alias]
+
+from . import alias_bulk  # noqa: E402  (registers ensure and import on the group)

@@ -1,0 +1,112 @@
+"""What every command shares: configuration, one transaction, output, errors."""
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from datetime import datetime
+from enum import Enum
+
+import click
+
+from .. import config as config_mod
+from .. import defaults
+from ..core.address import AddressError
+
+
+class CommandError(click.ClickException):
+    """A refused request: the message says why; nothing was written."""
+
+    exit_code = defaults.EXIT_ERROR
+
+
+class UsageError(CommandError):
+    exit_code = defaults.EXIT_USAGE
+
+
+class App:
+    def __init__(self, config_path: str | None):
+        self.config_path = config_path
+        self.json = False
+        self._config = None
+        self._engine = None
+
+    @property
+    def config(self) -> config_mod.Config:
+        if self._config is None:
+            self._config = config_mod.load(self.config_path)
+        return self._config
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from ..db.engine import make_engine
+            db = self.config["database"]
+            self._engine = make_engine(db["url"], db["busy_timeout_ms"])
+        return self._engine
+
+    @contextlib.contextmanager
+    def store(self):
+        """One transaction for the whole command: all of it lands or none."""
+        from ..db.store import Store
+        with self.engine.begin() as conn:
+            yield Store(conn)
+
+    def emit(self, data, text: str | None = None) -> None:
+        if self.json:
+            click.echo(json.dumps(data, default=_json_default, sort_keys=True))
+        elif text is not None:
+            click.echo(text)
+
+
+def _json_default(value):
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def error_exit(message: str, code: int, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"ok": False, "error": message}))
+    click.echo(f"tmail: error: {message}", err=True)
+    sys.exit(code)
+
+
+class TmailGroup(click.Group):
+    """Turns known failures into one clear line and a documented exit code."""
+
+    def invoke(self, ctx):
+        from sqlalchemy.exc import DBAPIError
+        from ..db.store import StoreError
+
+        def fail(message: str, code: int):
+            error_exit(message, code, getattr(ctx.obj, "json", False))
+
+        try:
+            return super().invoke(ctx)
+        except config_mod.ConfigError as exc:
+            fail(str(exc), defaults.EXIT_CONFIG)
+        except AddressError as exc:
+            fail(str(exc), defaults.EXIT_USAGE)
+        except StoreError as exc:
+            fail(str(exc), defaults.EXIT_ERROR)
+        except DBAPIError as exc:
+            first = str(exc.orig if exc.orig is not None else exc).strip().splitlines()[0]
+            fail(f"database error: {first} (is it reachable and migrated? "
+                 "run `tmail db upgrade`)", defaults.EXIT_DATABASE)
+
+
+def json_option(func):
+    """--json on every command: machine-readable output with a stable schema."""
+    def callback(ctx, _param, value):
+        if value:
+            ctx.find_object(App).json = True
+        return value
+    return click.option("--json", "as_json", is_flag=True, expose_value=False,
+                        is_eager=True, callback=callback,
+                        help="Print JSON (schema in README.md).")(func)
+
+
+pass_app = click.make_pass_decorator(App)

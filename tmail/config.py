@@ -1,0 +1,171 @@
+"""Configuration: one TOML file, validated strictly against tmail.defaults.
+
+An unknown section or key, a wrong type or a bad value is a ConfigError that
+names the file, the key and what was expected; nothing is silently ignored.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from dataclasses import dataclass
+from difflib import get_close_matches
+
+from . import defaults
+from .core.address import AddressError, normalise_domain, parse_address
+
+
+class ConfigError(Exception):
+    pass
+
+
+_CHOICES = {
+    ("aliases", "random_style"): ("token", "words"),
+    ("daemon", "log_level"): ("debug", "info", "warning", "error"),
+    ("srs", "separator"): ("=", "-", "+"),
+}
+_RANGES = {
+    ("database", "busy_timeout_ms"): (0, 600_000),
+    ("aliases", "random_length"): (8, 40),
+    ("srs", "max_age_days"): (1, 1000),
+    ("daemon", "reinject_port"): (1, 65535),
+    ("daemon", "reinject_timeout_s"): (1, 3600),
+    ("daemon", "max_received_headers"): (5, 200),
+}
+
+
+@dataclass
+class Config:
+    path: str
+    data: dict
+
+    def __getitem__(self, section: str) -> dict:
+        return self.data[section]
+
+    def masked(self) -> dict:
+        """The effective configuration with secrets (a password in a URL) hidden."""
+        shown = copy.deepcopy(self.data)
+        url = shown["database"]["url"]
+        if "@" in url and "://" in url:
+            scheme, rest = url.split("://", 1)
+            creds, host = rest.rsplit("@", 1)
+            user = creds.split(":", 1)[0]
+            shown["database"]["url"] = f"{scheme}://{user}:***@{host}" if ":" in creds else url
+        return shown
+
+
+def config_path(explicit: str | None = None) -> str:
+    return explicit or os.environ.get(defaults.CONFIG_ENV) or defaults.CONFIG_PATH
+
+
+def _hint(name: str, known) -> str:
+    close = get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_value(path: str, section: str, key: str, value, default):
+    where = f"{path}: [{section}] {key}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        low, high = _RANGES.get((section, key), (None, None))
+        if low is not None and not low <= value <= high:
+            raise ConfigError(f"{where}: expected an integer from {low} to {high}, got {value}")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        choices = _CHOICES.get((section, key))
+        if choices and value not in choices:
+            raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+    try:
+        if (section, key) == ("srs", "domain") and value:
+            value = normalise_domain(value)
+        if (section, key) == ("aliases", "admin_address"):
+            value = str(parse_address(value))
+    except AddressError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if (section, key) == ("aliases", "recipient_delimiter") and len(value) > 1:
+        raise ConfigError(f"{where}: expected a single character or an empty string")
+    return value
+
+
+def validate(raw: dict, path: str) -> Config:
+    data = copy.deepcopy(defaults.DEFAULTS)
+    for section, values in raw.items():
+        if section not in data:
+            raise ConfigError(f"{path}: unknown section [{section}]{_hint(section, data)}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table")
+        for key, value in values.items():
+            if key not in data[section]:
+                raise ConfigError(
+                    f"{path}: unknown key {key!r} in [{section}]{_hint(key, data[section])}"
+                )
+            data[section][key] = _check_value(path, section, key, value, data[section][key])
+    return Config(path, data)
+
+
+def load(explicit: str | None = None, *, missing_ok: bool = False) -> Config:
+    path = config_path(explicit)
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        if missing_ok:
+            return validate({}, path)
+        raise ConfigError(f"{path}: no such configuration file (run `tmail init` to create one)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return validate(raw, path)
+
+
+def render(values: dict) -> str:
+    """A TOML file holding `values` (sections of strings, ints and bools)."""
+    lines = []
+    for section, items in values.items():
+        lines.append(f"[{section}]")
+        for key, value in items.items():
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, int):
+                text = str(value)
+            else:
+                text = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            lines.append(f"{key} = {text}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def read_secrets(path: str) -> list[bytes]:
+    """SRS secrets, one per line; the first signs, all verify."""
+    try:
+        with open(path, "rb") as handle:
+            secrets = [line.strip() for line in handle if line.strip()]
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the SRS secret file: {exc.strerror}") from None
+    if not secrets:
+        raise ConfigError(f"{path}: the SRS secret file holds no secret")
+    return secrets
+
+
+def policy(cfg: Config):
+    """The core's Policy from the configuration (reads the SRS secrets)."""
+    from .core.resolve import Policy
+    from .core.srs import SrsCodec
+
+    srs_cfg = cfg["srs"]
+    codec = None
+    if srs_cfg["domain"]:
+        codec = SrsCodec(read_secrets(srs_cfg["secret_file"]), srs_cfg["domain"],
+                         srs_cfg["max_age_days"], srs_cfg["separator"])
+    return Policy(
+        recipient_delimiter=cfg["aliases"]["recipient_delimiter"],
+        role_local_parts=defaults.ROLE_LOCAL_PARTS,
+        admin_address=cfg["aliases"]["admin_address"],
+        srs=codec,
+    )

@@ -1,0 +1,154 @@
+"""Building and changing alias records: every rule an alias must obey.
+
+Pure: the caller passes the domains tmail serves and the time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .address import AddressError, check_local_part, parse_address
+from .srs import is_srs
+from .verdict import AliasRecord, OnExpiry, expiry_reason
+from .words import WORDS
+
+_TOKEN_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no l, o, 0, 1
+
+
+def random_local(style: str, length: int) -> str:
+    """An unguessable local part ("token", ~5 bits a character) or a readable
+    one ("words": three words and four digits, ~37 bits)."""
+    if style == "words":
+        words = [secrets.choice(WORDS) for _ in range(3)]
+        return ".".join(words) + f"{secrets.randbelow(10000):04d}"
+    return "".join(secrets.choice(_TOKEN_ALPHABET) for _ in range(length))
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the configuration and the database say about valid aliases."""
+
+    tmail_domains: frozenset[str]
+    srs_domain: str
+    recipient_delimiter: str
+    role_local_parts: frozenset[str]
+    allow_tmail_destinations: bool = False
+
+
+def check_alias_local(local: str, rules: Rules) -> str:
+    check_local_part(local)
+    if local.startswith('"'):
+        raise AddressError("quoted local parts are not allowed for aliases")
+    if local.lower() in rules.role_local_parts:
+        raise AddressError(f"{local!r} is a role address every domain keeps for its admin "
+                           "(RFC 2142); it cannot be an alias")
+    if rules.recipient_delimiter and rules.recipient_delimiter in local:
+        raise AddressError(f"{local!r} contains the recipient delimiter "
+                           f"{rules.recipient_delimiter!r}; mail to it would never match")
+    if is_srs(local):
+        raise AddressError(f"{local!r} looks like an SRS address; choose another local part")
+    return local
+
+
+def check_destinations(addresses: list[str], rules: Rules) -> tuple[str, ...]:
+    if not addresses:
+        raise AddressError("an alias needs at least one destination (--to)")
+    seen: dict[str, str] = {}
+    for text in addresses:
+        dest = parse_address(text)
+        if dest.domain == rules.srs_domain:
+            raise AddressError(f"destination {dest} is at the SRS domain")
+        if dest.domain in rules.tmail_domains and not rules.allow_tmail_destinations:
+            raise AddressError(f"destination {dest} is at a tmail domain: that would be an "
+                               "alias-to-alias chain (a loop); use --allow-tmail-destination")
+        seen.setdefault(str(dest).lower(), str(dest))
+    return tuple(seen.values())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Optional settings of an alias; None means 'not given'."""
+
+    ttl: timedelta | None = None
+    expires: datetime | None = None
+    max_messages: int | None = None
+    idle: timedelta | None = None
+    on_expiry: str | None = None
+    note: str | None = None
+    enabled: bool | None = None
+    blocked: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.ttl is not None and self.expires is not None:
+            raise ValueError("give --ttl or --expires, not both")
+        if self.max_messages is not None and self.max_messages < 1:
+            raise ValueError("--max-messages must be at least 1")
+
+
+def apply(record: AliasRecord, settings: Settings, base_time: datetime) -> AliasRecord:
+    """The record with every given setting applied. A TTL counts from
+    `base_time` (the alias's creation, so that `ensure` is idempotent)."""
+    changes: dict = {}
+    if settings.ttl is not None:
+        changes["expires_at"] = (base_time + settings.ttl).replace(microsecond=0)
+    if settings.expires is not None:
+        changes["expires_at"] = settings.expires.replace(microsecond=0)
+    if settings.max_messages is not None:
+        changes["max_messages"] = settings.max_messages
+    if settings.idle is not None:
+        changes["idle_limit"] = settings.idle
+    if settings.on_expiry is not None:
+        changes["on_expiry"] = OnExpiry(settings.on_expiry)
+    if settings.note is not None:
+        changes["note"] = settings.note
+    if settings.enabled is not None:
+        changes["enabled"] = settings.enabled
+    if settings.blocked is not None:
+        changes["blocked"] = tuple(sorted(set(settings.blocked)))
+    return dataclasses.replace(record, **changes)
+
+
+def new_alias(local: str, domain: str, destinations: tuple[str, ...], settings: Settings,
+              now: datetime) -> AliasRecord:
+    now = now.replace(microsecond=0)
+    base = AliasRecord(local=local, domain=domain, destinations=destinations, created_at=now)
+    return apply(base, settings, now)
+
+
+def state(record: AliasRecord, now: datetime) -> str:
+    if not record.enabled:
+        return "disabled"
+    return "expired" if expiry_reason(record, now) else "active"
+
+
+def describe(record: AliasRecord, now: datetime) -> dict:
+    """The JSON form of an alias (the schema documented in README.md)."""
+    left = None
+    if record.expires_at is not None:
+        left = max(0, int((record.expires_at - now).total_seconds()))
+    return {
+        "address": record.address,
+        "destinations": list(record.destinations),
+        "state": state(record, now),
+        "expiry_reason": expiry_reason(record, now),
+        "enabled": record.enabled,
+        "note": record.note,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "seconds_left": left,
+        "max_messages": record.max_messages,
+        "idle_seconds": int(record.idle_limit.total_seconds()) if record.idle_limit else None,
+        "on_expiry": record.on_expiry.value,
+        "forwarded": record.forwarded,
+        "refused": record.refused,
+        "last_forwarded_at": record.last_forwarded_at,
+        "blocked_senders": list(record.blocked),
+    }
+
+
+def same_settings(a: AliasRecord, b: AliasRecord) -> bool:
+    fields = ("local", "destinations", "enabled", "expires_at", "max_messages", "idle_limit",
+              "on_expiry", "note", "blocked")
+    return all(getattr(a, f) == getattr(b, f) for f in fields)

@@ -1,0 +1,41 @@
+"""Named SMTP replies: the milter sends them, tests assert on the names."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .verdict import Kind, Verdict
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: str
+    xcode: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.xcode} {self.text}"
+
+
+UNKNOWN_ALIAS = Reply("550", "5.1.1", "Recipient address rejected: no such address")
+DISABLED = Reply("550", "5.2.1", "Recipient address rejected: this address is disabled")
+EXPIRED = Reply("550", "5.2.1", "Recipient address rejected: this address has expired")
+SENDER_BLOCKED = Reply("550", "5.7.1", "Recipient address rejected: the recipient does not accept mail from this sender")
+SRS_INVALID = Reply("550", "5.1.1", "Recipient address rejected: invalid or expired bounce address")
+SRS_NOT_BOUNCE = Reply("550", "5.7.1", "Recipient address rejected: this address accepts only delivery status notifications")
+TEMPFAIL = Reply("451", "4.3.0", "Temporary lookup failure, please try again later")
+
+_BY_KIND = {
+    Kind.UNKNOWN: UNKNOWN_ALIAS,
+    Kind.DISABLED: DISABLED,
+    Kind.EXPIRED: EXPIRED,
+    Kind.BLOCKED: SENDER_BLOCKED,
+    Kind.SRS_INVALID: SRS_INVALID,
+    Kind.SRS_NOT_BOUNCE: SRS_NOT_BOUNCE,
+}
+
+
+def reply_for(verdict: Verdict) -> Reply | None:
+    """The rejection for a verdict, or None when the recipient is accepted."""
+    if verdict.accepts:
+        return None
+    return _BY_KIND[verdict.kind]

@@ -1,0 +1,1 @@
+"""The database adapter: SQLAlchemy Core tables, the engine, the store."""

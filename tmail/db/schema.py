@@ -1,0 +1,74 @@
+"""Tables. Times are naive UTC (SQLite and MariaDB keep no zone); the store
+converts them to aware datetimes at its boundary."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def key_string(length: int) -> sa.types.TypeEngine:
+    """A string compared byte for byte: MariaDB's default collation would make
+    'a' and 'ä' (or trailing spaces) collide in a unique index."""
+    return sa.String(length).with_variant(
+        mysql.VARCHAR(length, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+    )
+
+
+domains = sa.Table(
+    "domains", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", key_string(255), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+aliases = sa.Table(
+    "aliases", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("domain_id", sa.Integer, sa.ForeignKey("domains.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("local", key_string(64), nullable=False),
+    sa.Column("local_key", key_string(64), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("note", sa.String(500), nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=True),
+    sa.Column("max_messages", sa.Integer, nullable=True),
+    sa.Column("idle_seconds", sa.Integer, nullable=True),
+    sa.Column("on_expiry", sa.String(10), nullable=False, default="reject"),
+    sa.Column("forwarded", sa.Integer, nullable=False, default=0),
+    sa.Column("refused", sa.Integer, nullable=False, default=0),
+    sa.Column("last_forwarded_at", sa.DateTime, nullable=True),
+    sa.UniqueConstraint("domain_id", "local_key", name="uq_aliases_domain_local"),
+)
+
+destinations = sa.Table(
+    "destinations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("alias_id", sa.Integer, sa.ForeignKey("aliases.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("address", key_string(256), nullable=False),
+)
+
+blocked_senders = sa.Table(
+    "blocked_senders", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("alias_id", sa.Integer, sa.ForeignKey("aliases.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("pattern", key_string(256), nullable=False),
+    sa.UniqueConstraint("alias_id", "pattern", name="uq_blocked_alias_pattern"),
+)
+
+# Postfix queue ids already forwarded: a delivery retried after a crash that
+# followed a successful reinjection is not forwarded twice.
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("queue_id", key_string(64), primary_key=True),
+    sa.Column("recipient", key_string(256), primary_key=True),
+    sa.Column("delivered_at", sa.DateTime, nullable=False, index=True),
+)

@@ -1,0 +1,282 @@
+"""The alias store: every read and write tmail makes, on one Connection.
+
+The caller owns the transaction (one per CLI command, one per lookup), so a
+command either writes everything it meant to or nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+from ..core.verdict import AliasRecord, OnExpiry, expiry_reason
+from .schema import aliases, blocked_senders, deliveries, destinations, domains
+
+
+class StoreError(Exception):
+    """A request the data does not allow (not found, conflict)."""
+
+
+def to_db(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0)
+
+
+def from_db(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class AliasFilter:
+    domain: str | None = None
+    state: str | None = None        # active | expired | disabled
+    destination: str | None = None
+
+
+_CHUNK = 500
+_LOOKUP_BASE = (
+    sa.select(aliases, domains.c.name.label("domain"))
+    .join(domains, domains.c.id == aliases.c.domain_id)
+)
+_LOOKUP = (
+    _LOOKUP_BASE.where(domains.c.name == sa.bindparam("domain"), aliases.c.local_key == sa.bindparam("key"))
+)
+_DESTS = sa.select(destinations.c.address).where(destinations.c.alias_id == sa.bindparam("id")).order_by(destinations.c.id)
+_BLOCKS = sa.select(blocked_senders.c.pattern).where(blocked_senders.c.alias_id == sa.bindparam("id")).order_by(blocked_senders.c.pattern)
+
+
+class Store:
+    def __init__(self, conn: sa.Connection):
+        self.conn = conn
+
+    # -- domains ---------------------------------------------------------
+    def domain_id(self, name: str) -> int | None:
+        return self.conn.execute(sa.select(domains.c.id).where(domains.c.name == name)).scalar()
+
+    def is_tmail_domain(self, name: str) -> bool:
+        return self.domain_id(name) is not None
+
+    def require_domain(self, name: str) -> int:
+        found = self.domain_id(name)
+        if found is None:
+            raise StoreError(f"{name} is not a tmail domain (add it with `tmail domain add {name}`)")
+        return found
+
+    def domain_names(self) -> list[str]:
+        return list(self.conn.execute(sa.select(domains.c.name).order_by(domains.c.name)).scalars())
+
+    def add_domain(self, name: str, now: datetime) -> bool:
+        """Add a domain; False if it was there already (idempotent)."""
+        if self.domain_id(name) is not None:
+            return False
+        self.conn.execute(domains.insert().values(name=name, created_at=to_db(now)))
+        return True
+
+    def list_domains(self) -> list[dict]:
+        count = sa.func.count(aliases.c.id)
+        rows = self.conn.execute(
+            sa.select(domains.c.name, domains.c.created_at, count.label("aliases"))
+            .select_from(domains.outerjoin(aliases, aliases.c.domain_id == domains.c.id))
+            .group_by(domains.c.id, domains.c.name, domains.c.created_at)
+            .order_by(domains.c.name)
+        )
+        return [
+            {"domain": r.name, "created_at": from_db(r.created_at), "aliases": r.aliases}
+            for r in rows
+        ]
+
+    def remove_domain(self, name: str, force: bool) -> int:
+        """Remove a domain; returns how many aliases went with it."""
+        domain_id = self.require_domain(name)
+        count = self.conn.execute(
+            sa.select(sa.func.count()).where(aliases.c.domain_id == domain_id)
+        ).scalar_one()
+        if count and not force:
+            raise StoreError(f"{name} still has {count} alias(es); remove them first or use --force")
+        ids = sa.select(aliases.c.id).where(aliases.c.domain_id == domain_id).scalar_subquery()
+        # Explicit deletes: SQLite without foreign_keys=ON and MariaDB's
+        # MyISAM would not cascade.
+        self.conn.execute(destinations.delete().where(destinations.c.alias_id.in_(ids)))
+        self.conn.execute(blocked_senders.delete().where(blocked_senders.c.alias_id.in_(ids)))
+        self.conn.execute(aliases.delete().where(aliases.c.domain_id == domain_id))
+        self.conn.execute(domains.delete().where(domains.c.id == domain_id))
+        return count
+
+    # -- aliases ---------------------------------------------------------
+    def _record(self, row, dests=None, blocks=None) -> AliasRecord:
+        if dests is None:
+            dests = tuple(self.conn.execute(_DESTS, {"id": row.id}).scalars())
+            blocks = tuple(self.conn.execute(_BLOCKS, {"id": row.id}).scalars())
+        return AliasRecord(
+            id=row.id, local=row.local, domain=row.domain, destinations=dests,
+            enabled=bool(row.enabled), created_at=from_db(row.created_at),
+            expires_at=from_db(row.expires_at), max_messages=row.max_messages,
+            idle_limit=timedelta(seconds=row.idle_seconds) if row.idle_seconds else None,
+            on_expiry=OnExpiry(row.on_expiry), forwarded=row.forwarded, refused=row.refused,
+            last_forwarded_at=from_db(row.last_forwarded_at), blocked=blocks, note=row.note,
+        )
+
+    def get_alias(self, key: str, domain: str) -> AliasRecord | None:
+        """The alias with lower-cased local part `key` at `domain`."""
+        row = self.conn.execute(_LOOKUP, {"domain": domain, "key": key}).first()
+        return None if row is None else self._record(row)
+
+    def require_alias(self, key: str, domain: str) -> AliasRecord:
+        found = self.get_alias(key, domain)
+        if found is None:
+            raise StoreError(f"no alias {key}@{domain}")
+        return found
+
+    def aliases_by_key(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], AliasRecord]:
+        """Many aliases at once, by (local_key, domain): for bulk imports."""
+        by_domain: dict[str, set[str]] = {}
+        for key, domain in keys:
+            by_domain.setdefault(domain, set()).add(key)
+        rows = []
+        for domain, wanted in by_domain.items():
+            wanted = sorted(wanted)
+            for start in range(0, len(wanted), _CHUNK):
+                rows += self.conn.execute(
+                    _LOOKUP_BASE.where(domains.c.name == domain,
+                                       aliases.c.local_key.in_(wanted[start:start + _CHUNK]))).all()
+        children = self._children([row.id for row in rows])
+        return {(row.local_key, row.domain): self._record(row, *children.get(row.id, ((), ())))
+                for row in rows}
+
+    def _children(self, ids: list[int]) -> dict[int, tuple[tuple, tuple]]:
+        dests: dict[int, list] = {}
+        blocks: dict[int, list] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            for alias_id, address in self.conn.execute(
+                    sa.select(destinations.c.alias_id, destinations.c.address)
+                    .where(destinations.c.alias_id.in_(chunk)).order_by(destinations.c.id)):
+                dests.setdefault(alias_id, []).append(address)
+            for alias_id, pattern in self.conn.execute(
+                    sa.select(blocked_senders.c.alias_id, blocked_senders.c.pattern)
+                    .where(blocked_senders.c.alias_id.in_(chunk)).order_by(blocked_senders.c.pattern)):
+                blocks.setdefault(alias_id, []).append(pattern)
+        return {i: (tuple(dests.get(i, ())), tuple(blocks.get(i, ()))) for i in ids}
+
+    def add_aliases(self, records: list[AliasRecord]) -> None:
+        """Insert many new aliases with few statements (executemany)."""
+        domain_ids = {name: self.require_domain(name) for name in {r.domain for r in records}}
+        for start in range(0, len(records), _CHUNK * 10):
+            batch = records[start:start + _CHUNK * 10]
+            self.conn.execute(aliases.insert(), [
+                dict(domain_id=domain_ids[r.domain], local_key=r.local.lower(), **self._columns(r))
+                for r in batch])
+            ids = self.aliases_by_key([(r.local.lower(), r.domain) for r in batch])
+            dest_rows, block_rows = [], []
+            for r in batch:
+                alias_id = ids[(r.local.lower(), r.domain)].id
+                dest_rows += [{"alias_id": alias_id, "address": a} for a in r.destinations]
+                block_rows += [{"alias_id": alias_id, "pattern": p} for p in sorted(set(r.blocked))]
+            if dest_rows:
+                self.conn.execute(destinations.insert(), dest_rows)
+            if block_rows:
+                self.conn.execute(blocked_senders.insert(), block_rows)
+
+    def add_alias(self, record: AliasRecord) -> AliasRecord:
+        domain_id = self.require_domain(record.domain)
+        if self.get_alias(record.local.lower(), record.domain) is not None:
+            raise StoreError(f"{record.address} exists already")
+        alias_id = self.conn.execute(
+            aliases.insert().values(domain_id=domain_id, local_key=record.local.lower(),
+                                    **self._columns(record))
+        ).inserted_primary_key[0]
+        self._set_children(alias_id, record)
+        return self.require_alias(record.local.lower(), record.domain)
+
+    def replace_alias(self, record: AliasRecord) -> AliasRecord:
+        """Write every setting of an existing alias (counters stay)."""
+        values = self._columns(record)
+        for counter in ("forwarded", "refused", "last_forwarded_at", "created_at"):
+            values.pop(counter)
+        self.conn.execute(aliases.update().where(aliases.c.id == record.id).values(**values))
+        self._set_children(record.id, record)
+        return self.require_alias(record.local.lower(), record.domain)
+
+    @staticmethod
+    def _columns(record: AliasRecord) -> dict:
+        return dict(
+            local=record.local, enabled=record.enabled, note=record.note,
+            created_at=to_db(record.created_at), expires_at=to_db(record.expires_at),
+            max_messages=record.max_messages,
+            idle_seconds=int(record.idle_limit.total_seconds()) if record.idle_limit else None,
+            on_expiry=record.on_expiry.value, forwarded=record.forwarded,
+            refused=record.refused, last_forwarded_at=to_db(record.last_forwarded_at),
+        )
+
+    def _set_children(self, alias_id: int, record: AliasRecord) -> None:
+        self.conn.execute(destinations.delete().where(destinations.c.alias_id == alias_id))
+        self.conn.execute(blocked_senders.delete().where(blocked_senders.c.alias_id == alias_id))
+        if record.destinations:
+            self.conn.execute(destinations.insert(),
+                              [{"alias_id": alias_id, "address": a} for a in record.destinations])
+        if record.blocked:
+            self.conn.execute(blocked_senders.insert(),
+                              [{"alias_id": alias_id, "pattern": p} for p in sorted(set(record.blocked))])
+
+    def remove_alias(self, record: AliasRecord) -> None:
+        self.conn.execute(destinations.delete().where(destinations.c.alias_id == record.id))
+        self.conn.execute(blocked_senders.delete().where(blocked_senders.c.alias_id == record.id))
+        self.conn.execute(aliases.delete().where(aliases.c.id == record.id))
+
+    def list_aliases(self, where: AliasFilter, now: datetime) -> list[AliasRecord]:
+        query = (sa.select(aliases, domains.c.name.label("domain"))
+                 .join(domains, domains.c.id == aliases.c.domain_id)
+                 .order_by(domains.c.name, aliases.c.local_key))
+        if where.domain:
+            query = query.where(domains.c.name == where.domain)
+        if where.destination:
+            query = query.where(aliases.c.id.in_(
+                sa.select(destinations.c.alias_id).where(destinations.c.address == where.destination)))
+        if where.state == "disabled":
+            query = query.where(aliases.c.enabled == sa.false())
+        elif where.state in ("active", "expired"):
+            query = query.where(aliases.c.enabled == sa.true())
+        rows = self.conn.execute(query).all()
+        children = self._children([row.id for row in rows])
+        records = [self._record(row, *children[row.id]) for row in rows]
+        if where.state in ("active", "expired"):
+            wanted = where.state == "expired"
+            records = [r for r in records if (expiry_reason(r, now) is not None) == wanted]
+        return records
+
+    # -- counters (single conditional statements: no lost updates) --------
+    def count_forwarded(self, alias_id: int, now: datetime) -> bool:
+        """Count one forwarded message unless the alias's limit is reached.
+
+        False when the limit was reached meanwhile (a concurrent delivery
+        took the last slot).
+        """
+        result = self.conn.execute(
+            aliases.update()
+            .where(aliases.c.id == alias_id)
+            .where(sa.or_(aliases.c.max_messages.is_(None),
+                          aliases.c.forwarded < aliases.c.max_messages))
+            .values(forwarded=aliases.c.forwarded + 1, last_forwarded_at=to_db(now))
+        )
+        return result.rowcount == 1
+
+    def count_refused(self, alias_id: int) -> None:
+        self.conn.execute(aliases.update().where(aliases.c.id == alias_id)
+                          .values(refused=aliases.c.refused + 1))
+
+    # -- de-duplication of retried deliveries ------------------------------
+    def delivered(self, queue_id: str, recipient: str) -> bool:
+        return self.conn.execute(
+            sa.select(deliveries.c.queue_id).where(deliveries.c.queue_id == queue_id,
+                                                   deliveries.c.recipient == recipient)
+        ).first() is not None
+
+    def mark_delivered(self, queue_id: str, recipient: str, now: datetime) -> None:
+        self.conn.execute(deliveries.insert().values(queue_id=queue_id, recipient=recipient,
+                                                     delivered_at=to_db(now)))
+
+    def forget_deliveries(self, before: datetime) -> int:
+        return self.conn.execute(
+            deliveries.delete().where(deliveries.c.delivered_at < to_db(before))).rowcount

@@ -1,0 +1,63 @@
+"""Every default tmail uses, in one place.
+
+The configuration loader (tmail.config) validates a file against DEFAULTS:
+a key that is not here is unknown and refused.
+"""
+CONFIG_PATH = "/etc/tmail/tmail.toml"
+CONFIG_ENV = "TMAIL_CONFIG"
+
+# Role addresses every mail domain must keep (RFC 5321 s4.5.1, RFC 2142, and
+# the addresses CAs use for domain validation). They are never handed out.
+ROLE_LOCAL_PARTS = frozenset(
+    {"postmaster", "abuse", "hostmaster", "webmaster", "admin", "administrator"}
+)
+
+DEFAULTS = {
+    "database": {
+        "url": "sqlite:////var/lib/tmail/tmail.db",
+        "busy_timeout_ms": 5000,
+    },
+    "aliases": {
+        # alias+tag@domain resolves to alias@domain; "" turns tags off.
+        "recipient_delimiter": "+",
+        # A destination at one of tmail's own domains would be a loop.
+        "allow_tmail_destinations": False,
+        # Random local parts: "token" (unguessable) or "words" (readable).
+        "random_style": "token",
+        "random_length": 12,
+        # Where postmaster@ (and the other role addresses) of each domain go.
+        "admin_address": "root@localhost",
+    },
+    "srs": {
+        "domain": "",
+        "secret_file": "/etc/tmail/srs.secret",
+        "max_age_days": 21,
+        "separator": "=",
+    },
+    "daemon": {
+        # Relative milter/policy paths are what Postfix's chrooted smtpd sees
+        # (relative to its queue directory); the daemon resolves them against
+        # postfix_queue_directory.
+        "postfix_queue_directory": "/var/spool/postfix",
+        "milter_socket": "tmail/milter.sock",
+        "policy_socket": "tmail/policy.sock",
+        "deliver_socket": "/run/tmail/deliver.sock",
+        "reinject_host": "127.0.0.1",
+        "reinject_port": 10026,
+        "reinject_timeout_s": 60,
+        "max_received_headers": 30,
+        "log_level": "info",
+    },
+}
+
+SECRET_KEYS = frozenset({("database", "url")})
+
+# Exit codes of the CLI, documented in README.md.
+EXIT_OK = 0
+EXIT_ERROR = 1          # a command failed (not found, conflict, refused)
+EXIT_USAGE = 2          # bad option or argument (click's own code)
+EXIT_CONFIG = 3         # the configuration file is missing keys or wrong
+EXIT_DATABASE = 4       # the database is unreachable or not migrated
+
+# pipe(8): only 75 (and 71) defer; every other non-zero status bounces.
+EX_TEMPFAIL = 75

@@ -1,0 +1,1 @@
+"""The mail path: milter, delivery daemon, pipe entry point, reinjection."""
