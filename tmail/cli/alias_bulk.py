@@ -170,7 +170,7 @@ def import_(app, file, allow_tmail_destination):
         shown = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
         raise UsageError(f"{len(errors)} bad line(s), nothing imported: {shown}")
     now = utcnow()
-    counts = {"created": 0, "changed": 0, "removed": 0, "unchanged": 0}
+    counts = {"created": 0, "updated": 0, "removed": 0, "unchanged": 0}
     with app.store() as store:
         rules = alias_rules(app, store, allow_tmail_destination)
         missing = {s.domain for s in specs} - rules.tmail_domains
@@ -197,9 +197,9 @@ def import_(app, file, allow_tmail_destination):
                 counts["unchanged"] += 1
             else:
                 store.replace_alias(want)
-                counts["changed"] += 1
+                counts["updated"] += 1
         store.add_aliases(list(new.values()))
         counts["created"] = len(new)
-    app.emit({"ok": True, "changed": any(counts[k] for k in ("created", "changed", "removed")),
+    app.emit({"ok": True, "changed": any(counts[k] for k in ("created", "updated", "removed")),
               **counts},
              ", ".join(f"{v} {k}" for k, v in counts.items()))

@@ -1,0 +1,185 @@
+"""The CLI through click's runner against a real SQLite file."""
+import json
+import os
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from tmail import defaults
+from conftest import Cli, write_config
+
+
+def snapshot(cli):
+    return cli.json("alias", "list"), cli.json("domain", "list")
+
+
+def test_random_alias_with_ttl_prints_address_and_expiry(cli):
+    out = cli.json("alias", "add", "--random", "--domain", "d.test", "--to", "me@x.test", "--ttl", "7d")
+    alias = out["alias"]
+    assert re.fullmatch(r"[a-z2-9]{12}@d\.test", alias["address"])
+    expires = datetime.fromisoformat(alias["expires_at"].replace("Z", "+00:00"))
+    assert timedelta(days=6, hours=23) < expires - datetime.now(timezone.utc) <= timedelta(days=7)
+    assert alias["state"] == "active" and alias["destinations"] == ["me@x.test"]
+
+
+def test_readable_random_alias(cli):
+    out = cli.json("alias", "add", "--random", "--style", "words", "--domain", "d.test", "--to", "me@x.test")
+    assert re.fullmatch(r"[a-z]+\.[a-z]+\.[a-z]+\d{4}@d\.test", out["alias"]["address"])
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["alias", "add", "x\r\ny", "--domain", "d.test", "--to", "me@x.test"], "control character"),
+    (["alias", "add", "ok", "--domain", "a" * 300, "--to", "me@x.test"], "at most 255"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--ttl", "garbage"], "not a duration"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test\nBcc: x@y.test"], "control character"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "loop@d.test"], "loop"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "x@srs.fwd.test"], "SRS domain"),
+    (["alias", "add", "postmaster", "--domain", "d.test", "--to", "me@x.test"], "role address"),
+    (["alias", "add", "Abuse", "--domain", "d.test", "--to", "me@x.test"], "role address"),
+    (["alias", "add", "a+b", "--domain", "d.test", "--to", "me@x.test"], "delimiter"),
+    (["alias", "add", "SRS0=x", "--domain", "d.test", "--to", "me@x.test"], "SRS"),
+    (["alias", "add", "ok", "--domain", "nothere.test", "--to", "me@x.test"], "not a tmail domain"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--ttl", "1d", "--expires", "2030-01-01"], "not both"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--max-messages", "0"], "0"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--note", "a\x00b"], "control character"),
+])
+def test_bad_input_is_refused_and_writes_nothing(cli, args, fragment):
+    before = snapshot(cli)
+    result = cli(*args, ok=None)
+    assert result.exit_code != 0
+    assert fragment in result.output + (result.stderr or "")
+    assert snapshot(cli) == before
+
+
+def test_unknown_configuration_key_is_a_config_error(tmp_path):
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/t.db", aliases={"recipient_delimeter": "-"})
+    result = Cli(config)("domain", "list", ok=defaults.EXIT_CONFIG)
+    assert "recipient_delimeter" in result.stderr and config in result.stderr
+    assert "did you mean 'recipient_delimiter'" in result.stderr
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ("[database]\nbusy_timeout_ms = \"soon\"\n", "expected an integer"),
+    ("[srs]\nmax_age_days = 0\n", "from 1 to 1000"),
+    ("[aliases]\nrandom_style = \"emoji\"\n", "one of token, words"),
+    ("[nosuch]\n", "unknown section"),
+    ("not toml ===\n", "not valid TOML"),
+])
+def test_bad_configuration_values(tmp_path, body, fragment):
+    config = tmp_path / "bad.toml"
+    config.write_text(body)
+    result = Cli(str(config))("domain", "list", ok=defaults.EXIT_CONFIG)
+    assert fragment in result.stderr and "bad.toml" in result.stderr
+
+
+def test_config_show_masks_the_password(tmp_path):
+    config = write_config(tmp_path, "postgresql://tmail:hunter2@db.test/tmail")
+    out = Cli(config).json("config", "show")
+    assert "hunter2" not in json.dumps(out)
+    assert out["config"]["database"]["url"] == "postgresql://tmail:***@db.test/tmail"
+    assert out["config"]["srs"]["max_age_days"] == 21  # defaults are shown too
+
+
+def test_ensure_reports_a_change_then_none(cli):
+    args = ["alias", "ensure", "ansible@d.test", "--to", "me@x.test", "--ttl", "7d", "--max-messages", "3"]
+    assert cli.json(*args)["changed"] is True
+    assert cli.json(*args)["changed"] is False
+    changed = cli.json("alias", "ensure", "ansible@d.test", "--to", "me@x.test", "--to", "b@x.test")
+    assert changed["changed"] is True and changed["alias"]["max_messages"] == 3
+    assert cli.json("alias", "ensure", "ansible@d.test", "--absent")["changed"] is True
+    assert cli.json("alias", "ensure", "ansible@d.test", "--absent")["changed"] is False
+
+
+def test_alias_lifecycle_commands(cli):
+    cli("alias", "add", "shop", "--domain", "d.test", "--to", "me@x.test", "--ttl", "1d")
+    assert cli.json("alias", "disable", "shop@d.test")["alias"]["state"] == "disabled"
+    assert cli.json("resolve", "shop@d.test")["verdict"] == "disabled"
+    assert cli.json("alias", "enable", "SHOP@d.test")["alias"]["state"] == "active"
+    extended = cli.json("alias", "extend", "shop@d.test", "--by", "2d")["alias"]
+    assert 2 * 86400 < extended["seconds_left"] <= 3 * 86400
+    cli("alias", "block-sender", "shop@d.test", "@Spam.test")
+    blocked = cli.json("resolve", "shop@d.test", "--from", "x@spam.test")
+    assert blocked["verdict"] == "sender-blocked" and blocked["reply"]["status"] == "5.7.1"
+    cli("alias", "unblock-sender", "shop@d.test", "@spam.test")
+    assert cli.json("resolve", "shop@d.test", "--from", "x@spam.test")["verdict"] == "forward"
+    assert cli.json("alias", "show", "shop@d.test")["alias"]["blocked_senders"] == []
+    cli("alias", "remove", "shop@d.test")
+    assert cli.json("resolve", "shop@d.test")["verdict"] == "unknown"
+    assert cli("alias", "show", "shop@d.test", ok=defaults.EXIT_ERROR)
+
+
+def test_resolve_explains_each_verdict(cli):
+    cli("alias", "add", "old", "--domain", "d.test", "--to", "me@x.test", "--expires", "2020-01-01")
+    out = cli.json("resolve", "old+tag@d.test")
+    assert out["verdict"] == "expired" and "expired on 2020-01-01" in out["reason"]
+    assert out["reply"] == {"code": "550", "status": "5.2.1",
+                            "text": "Recipient address rejected: this address has expired"}
+    assert "answer: 550 5.2.1" in cli("resolve", "old@d.test").output
+    assert cli.json("resolve", "x@elsewhere.test")["verdict"] == "not-ours"
+    assert cli.json("resolve", "postmaster@d.test")["destinations"] == ["root@localhost"]
+
+
+def test_domain_commands(cli):
+    assert cli.json("domain", "add", "Bücher.test")["domain"] == "xn--bcher-kva.test"
+    assert cli.json("domain", "add", "xn--bcher-kva.test")["changed"] is False
+    cli("alias", "add", "a", "--domain", "d.test", "--to", "me@x.test")
+    result = cli("domain", "remove", "d.test", ok=defaults.EXIT_ERROR)
+    assert "still has 1 alias" in result.stderr
+    assert cli.json("domain", "remove", "d.test", "--force")["aliases_removed"] == 1
+    assert [d["domain"] for d in cli.json("domain", "list")["domains"]] == ["xn--bcher-kva.test"]
+    assert "SRS domain" in cli("domain", "add", "srs.fwd.test", ok=1).stderr
+
+
+def test_import_is_idempotent_and_all_or_nothing(cli, tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text("\n".join(json.dumps(line) for line in [
+        {"address": "one@d.test", "to": "me@x.test", "ttl": "7d"},
+        {"address": "two@d.test", "to": ["me@x.test", "b@y.test"], "max_messages": 3,
+         "blocked_senders": ["@spam.test"]},
+    ]) + "\n")
+    first = cli.json("alias", "import", str(good))
+    assert (first["created"], first["changed"]) == (2, True)
+    again = cli.json("alias", "import", str(good))
+    assert (again["created"], again["unchanged"], again["updated"], again["changed"]) == (0, 2, 0, False)
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"address": "three@d.test", "to": "me@x.test"}) + "\n"
+                   + json.dumps({"address": "four@d.test", "to": "me@x.test", "ttl": "soon"}) + "\n"
+                   + json.dumps({"address": "five@d.test", "to": "me@x.test", "colour": "red"}) + "\n")
+    before = snapshot(cli)
+    result = cli("alias", "import", str(bad), ok=defaults.EXIT_USAGE)
+    assert "line 2" in result.stderr and "line 3" in result.stderr and "colour" in result.stderr
+    assert snapshot(cli) == before
+    looped = tmp_path / "loop.jsonl"
+    looped.write_text(json.dumps({"address": "six@d.test", "to": "x@d.test"}) + "\n")
+    assert "loop" in cli("alias", "import", str(looped), ok=defaults.EXIT_USAGE).stderr
+    assert snapshot(cli) == before
+
+
+def test_list_filters_and_human_output(cli):
+    cli("alias", "add", "a", "--domain", "d.test", "--to", "me@x.test")
+    cli("alias", "add", "b", "--domain", "d.test", "--to", "you@x.test", "--expires", "2020-01-01")
+    assert [a["address"] for a in cli.json("alias", "list", "--state", "expired")["aliases"]] == ["b@d.test"]
+    assert [a["address"] for a in cli.json("alias", "list", "--destination", "me@x.test")["aliases"]] == ["a@d.test"]
+    assert "a@d.test" in cli("alias", "list").output
+
+
+def test_init_creates_private_files_and_is_idempotent(tmp_path):
+    config = tmp_path / "etc" / "tmail.toml"
+    run = Cli(str(config))
+    run("init", "--srs-domain", "srs.d.test", "--database-url", f"sqlite:///{tmp_path}/lib/tmail.db",
+        "--secret-file", str(tmp_path / "etc" / "srs.secret"))
+    assert os.stat(tmp_path / "etc" / "srs.secret").st_mode & 0o777 == 0o600
+    assert os.stat(tmp_path / "lib" / "tmail.db").st_mode & 0o777 == 0o600
+    assert os.stat(config).st_mode & 0o007 == 0
+    second = run.json("init")
+    assert second["changed"] is False and second["created"] == []
+    assert run.json("db", "upgrade")["changed"] is False
+    assert run.json("db", "status")["up_to_date"] is True
+
+
+def test_database_unreachable_is_a_clear_error(tmp_path):
+    config = write_config(tmp_path, "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    result = Cli(config)("domain", "list", ok=defaults.EXIT_DATABASE)
+    assert "database error" in result.stderr

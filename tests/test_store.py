@@ -1,0 +1,135 @@
+"""The store against real SQLite, PostgreSQL and MariaDB databases."""
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from tmail.core.verdict import AliasRecord, OnExpiry
+from tmail.db import migrate
+from tmail.db.store import AliasFilter, Store, StoreError
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+
+
+def record(local="Shop", **kw):
+    base = dict(local=local, domain="d.test", destinations=("me@real.test", "two@real.test"),
+                created_at=NOW, expires_at=NOW + timedelta(days=7), max_messages=5,
+                idle_limit=timedelta(days=30), on_expiry=OnExpiry.DROP, note="für Läden",
+                blocked=("@spam.test",))
+    base.update(kw)
+    return AliasRecord(**base)
+
+
+@pytest.fixture
+def store(engine):
+    with engine.begin() as conn:
+        Store(conn).add_domain("d.test", NOW)
+    return engine
+
+
+def test_round_trip_keeps_every_field(store):
+    with store.begin() as conn:
+        added = Store(conn).add_alias(record())
+    with store.connect() as conn:
+        got = Store(conn).get_alias("shop", "d.test")
+        assert Store(conn).get_alias("nope", "d.test") is None
+    assert got == added
+    assert got.local == "Shop" and got.destinations == ("me@real.test", "two@real.test")
+    assert got.expires_at == NOW + timedelta(days=7) and got.idle_limit == timedelta(days=30)
+    assert got.on_expiry is OnExpiry.DROP and got.note == "für Läden" and got.blocked == ("@spam.test",)
+
+
+def test_keys_compare_exactly_even_on_mariadb(store):
+    with store.begin() as conn:
+        Store(conn).add_alias(record("anna"))
+        Store(conn).add_alias(record("änna"))
+    with store.connect() as conn:
+        assert Store(conn).get_alias("änna", "d.test").local == "änna"
+        assert Store(conn).get_alias("anna", "d.test").local == "anna"
+
+
+def test_duplicate_alias_is_refused(store):
+    with store.begin() as conn:
+        Store(conn).add_alias(record())
+    with pytest.raises(StoreError, match="exists already"):
+        with store.begin() as conn:
+            Store(conn).add_alias(record("SHOP"))
+
+
+def test_domain_remove_refuses_while_aliases_exist(store):
+    with store.begin() as conn:
+        Store(conn).add_alias(record())
+    with pytest.raises(StoreError, match="still has 1 alias"):
+        with store.begin() as conn:
+            Store(conn).remove_domain("d.test", force=False)
+    with store.begin() as conn:
+        assert Store(conn).remove_domain("d.test", force=True) == 1
+    with store.connect() as conn:
+        assert Store(conn).domain_names() == []
+        assert conn.execute(sa.text("select count(*) from destinations")).scalar() == 0
+
+
+def test_list_filters(store):
+    with store.begin() as conn:
+        s = Store(conn)
+        s.add_alias(record("live"))
+        s.add_alias(record("old", expires_at=NOW - timedelta(days=1)))
+        s.add_alias(record("off", enabled=False, destinations=("x@other.test",)))
+    with store.connect() as conn:
+        s = Store(conn)
+        names = lambda **kw: [r.local for r in s.list_aliases(AliasFilter(**kw), NOW)]
+        assert names() == ["live", "off", "old"]
+        assert names(state="active") == ["live"]
+        assert names(state="expired") == ["old"]
+        assert names(state="disabled") == ["off"]
+        assert names(destination="x@other.test") == ["off"]
+
+
+def test_bulk_add_and_fetch(store):
+    records = [record(f"bulk{i}", blocked=()) for i in range(1200)]
+    with store.begin() as conn:
+        Store(conn).add_aliases(records)
+    with store.connect() as conn:
+        found = Store(conn).aliases_by_key([(f"bulk{i}", "d.test") for i in range(0, 1200, 7)])
+    assert len(found) == len(range(0, 1200, 7))
+    assert found[("bulk7", "d.test")].destinations == ("me@real.test", "two@real.test")
+
+
+def test_concurrent_counting_loses_no_update_and_respects_the_limit(store):
+    with store.begin() as conn:
+        alias_id = Store(conn).add_alias(record(max_messages=5)).id
+    results = []
+
+    def deliver():
+        with store.begin() as conn:
+            results.append(Store(conn).count_forwarded(alias_id, NOW))
+
+    threads = [threading.Thread(target=deliver) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 5
+    with store.connect() as conn:
+        assert Store(conn).get_alias("shop", "d.test").forwarded == 5
+
+
+def test_delivery_records(store):
+    with store.begin() as conn:
+        s = Store(conn)
+        assert not s.delivered("4ABC", "a@d.test")
+        s.mark_delivered("4ABC", "a@d.test", NOW)
+        assert s.delivered("4ABC", "a@d.test")
+        assert s.forget_deliveries(NOW + timedelta(days=1)) == 1
+
+
+def test_migrations_upgrade_downgrade_and_upgrade_again(engine):
+    assert migrate.current(engine) == migrate.head()
+    assert migrate.upgrade(engine) == (migrate.head(), migrate.head())  # idempotent
+    migrate.downgrade(engine, "base")
+    assert migrate.current(engine) is None
+    assert "aliases" not in sa.inspect(engine).get_table_names()
+    migrate.upgrade(engine)
+    assert {"domains", "aliases", "destinations", "blocked_senders", "deliveries"} <= set(
+        sa.inspect(engine).get_table_names())
