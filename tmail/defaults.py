@@ -48,6 +48,15 @@ DEFAULTS = {
         "max_received_headers": 30,
         "log_level": "info",
     },
+    "postfix": {
+        "config_directory": "/etc/postfix",
+        # Where tmail writes its lookup tables (domains, transport, guard);
+        # "" leaves Postfix alone (tmail postfix install sets it).
+        "map_directory": "",
+        "deliver_command": "/opt/tmail/venv/bin/tmail-deliver",
+        "pipe_user": "tmail",
+        "reinject_listener": "127.0.0.1:10026",
+    },
 }
 
 SECRET_KEYS = frozenset({("database", "url")})

@@ -18,8 +18,8 @@ def main(ctx, config_path):
 
 
 def _register():
-    from . import alias, domain, setup, resolve
-    for module in (alias, domain, setup, resolve):
+    from . import alias, daemon, domain, postfix, resolve, setup
+    for module in (alias, daemon, domain, postfix, resolve, setup):
         for command in module.COMMANDS:
             main.add_command(command)
 

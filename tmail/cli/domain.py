@@ -5,6 +5,7 @@ import click
 
 from ..core.durations import utcnow
 from .app import CommandError, json_option, pass_app
+from .postfix import sync_maps
 from .params import DOMAIN
 
 
@@ -23,7 +24,8 @@ def add(app, name):
         raise CommandError(f"{name} is the SRS domain; it cannot also hold aliases")
     with app.store() as store:
         changed = store.add_domain(name, utcnow())
-    app.emit({"ok": True, "domain": name, "changed": changed},
+        maps = sync_maps(app.config, store.domain_names())  # a failure rolls back
+    app.emit({"ok": True, "domain": name, "changed": changed, "postfix_maps": maps},
              f"added {name}" if changed else f"{name} exists already")
 
 
@@ -47,6 +49,7 @@ def remove(app, name, force):
     """Remove a domain; refused while it has aliases unless --force."""
     with app.store() as store:
         removed = store.remove_domain(name, force)
+        sync_maps(app.config, store.domain_names())
     app.emit({"ok": True, "domain": name, "changed": True, "aliases_removed": removed},
              f"removed {name}" + (f" and its {removed} alias(es)" if removed else ""))
 

@@ -1,0 +1,35 @@
+import sys
+import os
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+from sink import Sink  # noqa: E402
+from harness import Instance  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def sink():
+    server = Sink()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def mx(sink):
+    instance = Instance(sink.port)
+    try:
+        instance.setup()
+        yield instance
+    except Exception:
+        print(instance.maillog()[-4000:])
+        print(instance.tmail_log()[-4000:])
+        raise
+    finally:
+        instance.teardown()
+
+
+@pytest.fixture(autouse=True)
+def _clean_sink(sink):
+    sink.messages.clear()
+    sink.reject.clear()

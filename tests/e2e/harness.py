@@ -1,0 +1,178 @@
+"""A private Postfix instance on loopback ports, wired to tmail by
+`tmail postfix install`, with the tmail daemon running as the tmail user."""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+VENV_BIN = os.path.dirname(sys.executable)
+TMAIL = os.path.join(VENV_BIN, "tmail")
+DELIVER = os.path.join(VENV_BIN, "tmail-deliver")
+SRS_DOMAIN = "srs.fwd.test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def connects(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(path)
+            return True
+        except OSError:
+            return False
+
+
+class Instance:
+    def __init__(self, sink_port: int):
+        self.tmail_user = pwd.getpwnam("tmail")  # created by install.sh --deps-only
+        self.base = tempfile.mkdtemp(prefix="tmail-e2e-", dir="/var/tmp")
+        os.chmod(self.base, 0o755)
+        self.conf = f"{self.base}/postfix"
+        self.queue = f"{self.base}/queue"
+        self.home = f"{self.base}/tmail"        # tmail's private files
+        self.run_dir = f"{self.base}/run"
+        self.maps = f"{self.base}/maps"
+        self.smtp_port = free_port()
+        self.reinject_port = free_port()
+        self.sink_port = sink_port
+        self.daemon = None
+        self.log = f"{self.base}/tmail/tmail.log"
+        self.config = f"{self.home}/tmail.toml"
+
+    # -- set-up ------------------------------------------------------------
+    def setup(self):
+        os.makedirs(self.conf)
+        for path in ("main.cf", "master.cf"):
+            shutil.copy(f"/etc/postfix/{path}", f"{self.conf}/{path}")
+        os.makedirs(f"{self.base}/data")
+        os.makedirs(self.queue)
+        shutil.chown(f"{self.base}/data", "postfix")
+        for path in (self.home, self.run_dir, self.maps, f"{self.queue}/tmail"):
+            os.makedirs(path, mode=0o750, exist_ok=True)
+            shutil.chown(path, "tmail", "tmail")
+        self.postconf(
+            f"queue_directory={self.queue}", f"data_directory={self.base}/data",
+            "inet_interfaces=127.0.0.1", "inet_protocols=ipv4", "mynetworks=127.0.0.0/8",
+            "myhostname=mx.fwd.test", "mydomain=fwd.test", "myorigin=$myhostname",
+            "mydestination=mx.fwd.test", "local_recipient_maps=", "alias_maps=", "alias_database=",
+            f"relayhost=[127.0.0.1]:{self.sink_port}", "smtp_dns_support_level=disabled",
+            "smtp_tls_security_level=none", "smtpd_tls_security_level=none",
+            f"maillog_file={self.base}/maillog", "smtputf8_enable=yes",
+            "message_size_limit=30000000", "compatibility_level=3.6",
+            "queue_run_delay=1s", "minimal_backoff_time=1s", "maximal_backoff_time=2s",
+            "smtpd_relay_restrictions=permit_mynetworks,reject_unauth_destination",
+            "relay_domains=", "smtp_connection_cache_on_demand=no",
+            "default_destination_concurrency_limit=50", "header_size_limit=1024000",
+        )
+        subprocess.run(["postconf", "-c", self.conf, "-F", "*/*/chroot = n"], check=True)
+        subprocess.run(["postconf", "-c", self.conf, "-MX", "smtp/inet"], check=True)
+        listener = f"127.0.0.1:{self.smtp_port}"
+        subprocess.run(["postconf", "-c", self.conf, "-M",
+                        f"{listener}/inet={listener} inet n - n - - smtpd"], check=True)
+        secret = f"{self.home}/srs.secret"
+        self.tmail("init", "--srs-domain", SRS_DOMAIN, "--admin", "admin@real.test",
+                   "--database-url", f"sqlite:///{self.home}/tmail.db", "--secret-file", secret)
+        with open(self.config, "a") as handle:
+            handle.write(
+                f'\n[daemon]\npostfix_queue_directory = "{self.queue}"\n'
+                f'deliver_socket = "{self.run_dir}/deliver.sock"\n'
+                f'reinject_port = {self.reinject_port}\nlog_level = "debug"\n'
+                f'\n[postfix]\nconfig_directory = "{self.conf}"\nmap_directory = "{self.maps}"\n'
+                f'deliver_command = "{DELIVER}"\n'
+                f'reinject_listener = "127.0.0.1:{self.reinject_port}"\n')
+        self.tmail("domain", "add", "d.test")
+        subprocess.run(["postfix", "-c", self.conf, "start"], check=True, capture_output=True)
+        self.tmail("postfix", "install", as_root=True)
+        self.start_daemon()
+        wait_until(lambda: self.smtp_ready(), what="postfix smtpd")
+
+    def postconf(self, *settings):
+        subprocess.run(["postconf", "-c", self.conf, "-e", *settings], check=True)
+
+    def smtp_ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.smtp_port), timeout=1) as s:
+                return s.recv(100).startswith(b"220")
+        except OSError:
+            return False
+
+    # -- tmail -------------------------------------------------------------
+    def tmail(self, *args, as_root=False, check=True):
+        """Run the CLI as an admin would: as tmail (or root for Postfix files)."""
+        kwargs = {} if as_root else {"user": "tmail", "group": "tmail"}
+        result = subprocess.run([TMAIL, "--config", self.config, *args], capture_output=True,
+                                text=True, cwd="/", **kwargs)
+        if check and result.returncode != 0:
+            raise AssertionError(f"tmail {' '.join(args)} failed: {result.stdout}{result.stderr}")
+        return result
+
+    def start_daemon(self):
+        self.daemon = subprocess.Popen(
+            [TMAIL, "--config", self.config, "daemon", "--log-file", self.log],
+            user="tmail", group="tmail", cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        def up():
+            if self.daemon.poll() is not None:
+                raise AssertionError(f"tmail daemon exited: {self.daemon.stderr.read().decode()}"
+                                     f"{self.tmail_log()[-3000:]}")
+            return (connects(f"{self.queue}/tmail/milter.sock")
+                    and connects(f"{self.run_dir}/deliver.sock")
+                    and connects(f"{self.queue}/tmail/policy.sock"))
+        wait_until(up, what="tmail daemon sockets")
+
+    def kill_daemon(self):
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGKILL)
+            self.daemon.wait(10)
+
+    # -- postfix -------------------------------------------------------------
+    def flush(self):
+        subprocess.run(["postqueue", "-c", self.conf, "-f"], capture_output=True)
+
+    def queue_size(self) -> int:
+        count = 0
+        for sub in ("incoming", "active", "deferred", "hold", "maildrop"):
+            for _root, _dirs, files in os.walk(f"{self.queue}/{sub}"):
+                count += len(files)
+        return count
+
+    def maillog(self) -> str:
+        try:
+            with open(f"{self.base}/maillog", errors="replace") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return ""
+
+    def tmail_log(self) -> str:
+        try:
+            with open(self.log, errors="replace") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return ""
+
+    def teardown(self):
+        self.kill_daemon()
+        subprocess.run(["postfix", "-c", self.conf, "stop"], capture_output=True)
+        if os.environ.get("TMAIL_KEEP_E2E"):
+            print(f"kept {self.base}")
+            return
+        shutil.rmtree(self.base, ignore_errors=True)

@@ -1,0 +1,278 @@
+"""tmail postfix install | uninstall | check | sync"""
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+
+import click
+
+from .. import postfix_wiring as wiring
+from .app import CommandError, json_option, pass_app
+
+
+class Postconf:
+    """The thin adapter over postconf(1), postmap(1) and postfix(1)."""
+
+    def __init__(self, config_directory: str):
+        self.dir = config_directory
+
+    def _run(self, *args, check=True) -> str:
+        try:
+            result = subprocess.run(args, capture_output=True, text=True, check=False)
+        except FileNotFoundError:
+            raise CommandError(f"{args[0]} not found: is Postfix installed?") from None
+        if check and result.returncode != 0:
+            raise CommandError(f"{' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def main(self) -> dict[str, str]:
+        return _parse_params(self._run("postconf", "-c", self.dir, "-n"))
+
+    def effective(self, names) -> dict[str, str]:
+        return _parse_params(self._run("postconf", "-c", self.dir, "-x", *names))
+
+    def master(self) -> dict[str, str]:
+        entries = {}
+        for line in self._run("postconf", "-c", self.dir, "-M").splitlines():
+            fields = line.split()
+            if len(fields) >= 8:
+                entries[f"{fields[0]}/{fields[1]}"] = line.strip()
+        return entries
+
+    def apply(self, change: wiring.Change) -> None:
+        if change.kind == "main":
+            if change.new is None:
+                self._run("postconf", "-c", self.dir, "-X", change.name)
+            else:
+                self._run("postconf", "-c", self.dir, "-e", f"{change.name}={change.new}")
+        elif change.new is None:
+            self._run("postconf", "-c", self.dir, "-MX", change.name)
+        else:
+            self._run("postconf", "-c", self.dir, "-M", f"{change.name}={change.new}")
+
+    def postmap(self, path: str) -> None:
+        self._run("postmap", "-c", self.dir, f"hash:{path}")
+
+    def reload(self) -> bool:
+        status = subprocess.run(["postfix", "-c", self.dir, "status"], capture_output=True)
+        if status.returncode != 0:
+            return False
+        self._run("postfix", "-c", self.dir, "reload")
+        return True
+
+
+def _parse_params(text: str) -> dict[str, str]:
+    params = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(" = ")
+        if sep:
+            params[name.strip()] = value.strip()
+        elif line.endswith(" ="):
+            params[line[:-2].strip()] = ""
+    return params
+
+
+def current_state(cfg, postconf: Postconf):
+    explicit = postconf.main()
+    lists = [n for n in wiring.list_items(cfg) if n not in explicit]
+    main = {**postconf.effective(lists), **explicit} if lists else explicit
+    return main, postconf.master()
+
+
+def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None) -> list[str]:
+    """Write tmail's lookup tables from the database; returns the ones changed."""
+    directory = cfg["postfix"]["map_directory"]
+    if not directory:
+        return []
+    postconf = postconf or Postconf(cfg["postfix"]["config_directory"])
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    changed = []
+    for name, content in wiring.map_files(domains, cfg["srs"]["domain"]).items():
+        path = os.path.join(directory, name)
+        try:
+            with open(path) as handle:
+                if handle.read() == content and os.path.exists(path + ".db"):
+                    continue
+        except FileNotFoundError:
+            pass
+        # Build beside, then rename: Postfix never sees a half-written table.
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as handle:
+            handle.write(content)
+        postconf.postmap(tmp)
+        os.replace(tmp + ".db", path + ".db")
+        os.replace(tmp, path)
+        changed.append(path)
+    return changed
+
+
+@click.group("postfix")
+def postfix():
+    """Wire tmail into Postfix (main.cf, master.cf, lookup tables)."""
+
+
+@postfix.command("install")
+@click.option("--dry-run", is_flag=True, help="Print the changes; change nothing.")
+@click.option("--force", is_flag=True, help="Replace conflicting settings.")
+@click.option("--no-reload", is_flag=True, help="Do not reload a running Postfix.")
+@json_option
+@pass_app
+def install(app, dry_run, force, no_reload):
+    """Add tmail's settings to Postfix (idempotent; backs up the originals)."""
+    cfg = app.config
+    if not cfg["postfix"]["map_directory"]:
+        raise CommandError(f"{cfg.path}: set [postfix] map_directory first "
+                           "(for example /etc/postfix/tmail)")
+    postconf = Postconf(cfg["postfix"]["config_directory"])
+    main, master = current_state(cfg, postconf)
+    try:
+        changes = wiring.install_changes(cfg, main, master, force)
+    except wiring.Conflict as exc:
+        raise CommandError(str(exc)) from None
+    maps_changed = []
+    if not dry_run:
+        with app.store() as store:
+            domains = store.domain_names()
+        maps_changed = sync_maps(cfg, domains, postconf)
+        if changes:
+            _backup(cfg["postfix"]["config_directory"])
+        for change in changes:
+            postconf.apply(change)
+    reloaded = bool(changes or maps_changed) and not dry_run and not no_reload and postconf.reload()
+    app.emit({"ok": True, "changed": bool(changes or maps_changed), "dry_run": dry_run,
+              "changes": [str(c) for c in changes], "maps": maps_changed, "reloaded": reloaded},
+             "\n".join([("would " if dry_run else "") + str(c) for c in changes]
+                       + [f"wrote {m}" for m in maps_changed]) or "Postfix is already wired for tmail")
+
+
+def _backup(directory: str) -> None:
+    for name in ("main.cf", "master.cf"):
+        original = os.path.join(directory, name)
+        backup = original + ".tmail-backup"
+        if os.path.exists(original) and not os.path.exists(backup):
+            shutil.copy2(original, backup)
+
+
+@postfix.command("uninstall")
+@click.option("--dry-run", is_flag=True)
+@click.option("--no-reload", is_flag=True)
+@json_option
+@pass_app
+def uninstall(app, dry_run, no_reload):
+    """Remove everything `install` added, leaving other settings alone."""
+    cfg = app.config
+    postconf = Postconf(cfg["postfix"]["config_directory"])
+    main, master = current_state(cfg, postconf)
+    changes = wiring.uninstall_changes(cfg, main, master)
+    if not dry_run:
+        for change in changes:
+            postconf.apply(change)
+    reloaded = bool(changes) and not dry_run and not no_reload and postconf.reload()
+    app.emit({"ok": True, "changed": bool(changes), "dry_run": dry_run,
+              "changes": [str(c) for c in changes], "reloaded": reloaded},
+             "\n".join(("would " if dry_run else "") + str(c) for c in changes)
+             or "nothing of tmail's in Postfix")
+
+
+@postfix.command("sync")
+@json_option
+@pass_app
+def sync(app):
+    """Rewrite tmail's lookup tables from the database."""
+    with app.store() as store:
+        domains = store.domain_names()
+    changed = sync_maps(app.config, domains)
+    app.emit({"ok": True, "changed": bool(changed), "maps": changed},
+             "\n".join(f"wrote {m}" for m in changed) or "tables up to date")
+
+
+def _connects(path: str) -> tuple[bool, str]:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(2)
+    try:
+        probe.connect(path)
+        return True, path
+    except OSError as exc:
+        return False, f"{path}: {exc.strerror or exc}"
+    finally:
+        probe.close()
+
+
+@postfix.command("check")
+@json_option
+@pass_app
+def check(app):
+    """Report what is missing or wrong between Postfix and tmail."""
+    from ..mailpath.daemon import socket_path
+    cfg = app.config
+    postconf = Postconf(cfg["postfix"]["config_directory"])
+    results = []
+
+    def report(name, ok, detail):
+        results.append({"check": name, "ok": bool(ok), "detail": detail})
+
+    main, master = current_state(cfg, postconf)
+    try:
+        missing = wiring.install_changes(cfg, main, master)
+        report("postfix settings", not missing,
+               "all present" if not missing else "; ".join(map(str, missing)))
+    except wiring.Conflict as exc:
+        report("postfix settings", False, str(exc))
+    for label, path in (("milter socket", socket_path(cfg, "milter_socket")),
+                        ("policy guard socket", socket_path(cfg, "policy_socket")),
+                        ("delivery socket", cfg["daemon"]["deliver_socket"])):
+        report(label, *_connects(path))
+    host, port = cfg["daemon"]["reinject_host"], cfg["daemon"]["reinject_port"]
+    try:
+        with socket.create_connection((host, port), timeout=3) as conn:
+            banner = conn.recv(512).decode("ascii", "replace").strip()
+        report("reinjection listener", banner.startswith("220"), f"{host}:{port}: {banner[:60]}")
+    except OSError as exc:
+        report("reinjection listener", False, f"{host}:{port}: {exc.strerror or exc}")
+    user = cfg["postfix"]["pipe_user"]
+    try:
+        pw = pwd.getpwnam(user)
+        report("pipe user", pw.pw_uid != 0, f"{user} (uid {pw.pw_uid})")
+    except KeyError:
+        pw = None
+        report("pipe user", False, f"no user {user}")
+    command = cfg["postfix"]["deliver_command"]
+    report("deliver command", os.access(command, os.X_OK), command)
+    with app.store() as store:
+        domains = store.domain_names()
+    directory = cfg["postfix"]["map_directory"]
+    stale = []
+    for name, content in wiring.map_files(domains, cfg["srs"]["domain"]).items():
+        path = os.path.join(directory, name)
+        try:
+            if open(path).read() != content or not os.path.exists(path + ".db"):
+                stale.append(name)
+        except OSError:
+            stale.append(name)
+    report("lookup tables", directory and not stale,
+           "up to date" if directory and not stale else f"run `tmail postfix sync` ({', '.join(stale) or 'no map_directory'})")
+    from ..db.engine import sqlite_path
+    for label, path in (("SRS secret file", cfg["srs"]["secret_file"]),
+                        ("database file", sqlite_path(cfg["database"]["url"]))):
+        if not path:
+            continue
+        try:
+            info = os.stat(path)
+            private = stat.S_IMODE(info.st_mode) & 0o077 == 0
+            owned = pw is None or info.st_uid == pw.pw_uid
+            report(label, private and owned,
+                   f"{path} mode {stat.S_IMODE(info.st_mode):04o}" + ("" if owned else f", not owned by {user}"))
+        except OSError as exc:
+            report(label, False, f"{path}: {exc.strerror}")
+    ok = all(r["ok"] for r in results)
+    app.emit({"ok": ok, "checks": results},
+             "\n".join(f"[{'ok' if r['ok'] else 'FAIL'}] {r['check']}: {r['detail']}" for r in results))
+    if not ok:
+        raise SystemExit(1)
+
+
+COMMANDS = [postfix]

@@ -1,0 +1,71 @@
+"""The long-lived tmail daemon: milter, delivery socket and policy guard."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from .. import config as config_mod
+
+
+def socket_path(cfg, key: str) -> str:
+    """Milter and guard paths are relative to Postfix's queue directory, as
+    its (possibly chrooted) smtpd sees them."""
+    path = cfg["daemon"][key]
+    if os.path.isabs(path):
+        return path
+    return os.path.join(cfg["daemon"]["postfix_queue_directory"], path)
+
+
+def setup_logging(level: str, log_file: str | None) -> None:
+    handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s tmail[%(process)d]: %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def build_service(cfg):
+    from ..db.engine import make_engine
+    from .service import Service
+    policy = config_mod.policy(cfg)
+    if policy.srs is None:
+        raise config_mod.ConfigError(f"{cfg.path}: [srs] domain is required to forward mail")
+    db = cfg["database"]
+    engine = make_engine(db["url"], db["busy_timeout_ms"], pool_size=10, max_overflow=20) \
+        if not db["url"].startswith("sqlite") else make_engine(db["url"], db["busy_timeout_ms"])
+    d = cfg["daemon"]
+    return Service(engine, policy, (d["reinject_host"], d["reinject_port"]),
+                   reinject_timeout=d["reinject_timeout_s"],
+                   max_received=d["max_received_headers"], helo=socket.getfqdn())
+
+
+def run(cfg, log_file: str | None = None) -> None:
+    import Milter
+
+    from .milter import make_factory
+    from .servers import deliver_server, guard_server
+
+    setup_logging(cfg["daemon"]["log_level"], log_file)
+    log = logging.getLogger("tmail")
+    service = build_service(cfg)
+    service.domains()  # fail early if the database is unreachable
+    servers = [deliver_server(cfg["daemon"]["deliver_socket"], service),
+               guard_server(socket_path(cfg, "policy_socket"))]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    milter_path = socket_path(cfg, "milter_socket")
+    os.makedirs(os.path.dirname(milter_path), exist_ok=True)
+    Milter.factory = make_factory(service)
+    os.umask(0o007)  # sockets: owner and group (postfix is in tmail's group)
+    log.info("tmail daemon ready: milter %s, deliver %s, guard %s", milter_path,
+             cfg["daemon"]["deliver_socket"], socket_path(cfg, "policy_socket"))
+    try:
+        Milter.runmilter("tmail", "unix:" + milter_path, timeout=30)
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        log.info("tmail daemon stopped")

@@ -1,0 +1,60 @@
+"""The milter: RCPT-time verdicts, translated to SMTP replies.
+
+Policy lives in the core (tmail.core.resolve); this class only turns
+pymilter callbacks into a Service.verdict() call and back. It negotiates
+two callbacks, MAIL FROM and RCPT TO: pymilter marks every method not
+overridden here as 'no callback', so Postfix skips those round trips.
+"""
+from __future__ import annotations
+
+import logging
+
+import Milter
+
+from ..core.address import AddressError
+from ..core.replies import TEMPFAIL, reply_for
+
+log = logging.getLogger("tmail.milter")
+
+
+def _unbracket(address: str) -> str:
+    address = address.strip()
+    if address.startswith("<") and address.endswith(">"):
+        address = address[1:-1]
+    return address
+
+
+class TmailMilter(Milter.Base):
+    service = None  # set by make_factory
+
+    def __init__(self):
+        self.sender = ""
+
+    def envfrom(self, sender, *params):
+        self.sender = _unbracket(sender)
+        return Milter.CONTINUE
+
+    def envrcpt(self, recipient, *params):
+        rcpt = _unbracket(recipient)
+        try:
+            verdict = self.service.verdict(rcpt, self.sender)
+        except AddressError as exc:
+            log.info("rcpt=<%s> from=<%s> verdict=malformed reason=%s", rcpt, self.sender, exc)
+            self.setreply("501", "5.1.3", "Bad recipient address syntax")
+            return Milter.REJECT
+        except Exception:
+            log.exception("rcpt=<%s> from=<%s> verdict=tempfail (internal error)", rcpt, self.sender)
+            self.setreply(TEMPFAIL.code, TEMPFAIL.xcode, TEMPFAIL.text)
+            return Milter.TEMPFAIL
+        reply = reply_for(verdict)
+        log.info("rcpt=<%s> from=<%s> verdict=%s reason=%s%s", rcpt, self.sender,
+                 verdict.kind.value, verdict.reason, " (drop)" if verdict.drop else "")
+        if reply is None:
+            return Milter.CONTINUE
+        self.setreply(reply.code, reply.xcode, reply.text.replace("%", "%%"))
+        return Milter.REJECT
+
+
+def make_factory(service):
+    cls = type("BoundTmailMilter", (TmailMilter,), {"service": service})
+    return cls

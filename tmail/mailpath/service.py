@@ -1,0 +1,233 @@
+"""The daemon's work: verdicts for the milter, deliveries for the pipe.
+
+One Service per daemon, shared by every thread: it holds one SQLAlchemy
+Engine (a short connection per call, no thread-local sessions), the policy
+and a short-lived cache of tmail's domains, so mail that is not tmail's costs
+no database round trip at RCPT time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from datetime import datetime
+
+from .. import defaults
+from ..core import dsn
+from ..core.address import AddressError, parse_address, parse_sender
+from ..core.durations import utcnow
+from ..core.resolve import Policy, resolve
+from ..core.verdict import Kind, Verdict
+from ..db.store import Store
+from .smtp import SmtpClient, SmtpError
+from .wire import WireError
+
+log = logging.getLogger("tmail")
+
+DOMAIN_CACHE_SECONDS = 5.0
+MAX_HEADER_BYTES = 1024 * 1024
+MAX_BOUNCE_BYTES = 2 * 1024 * 1024
+
+# pipe(8) exit statuses (sysexits.h)
+EX_OK, EX_NOUSER, EX_UNAVAILABLE, EX_TEMPFAIL = 0, 67, 69, 75
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    status: int
+    text: str
+
+
+class _Lookup:
+    """The AliasLookup port over one connection and the domain cache."""
+
+    def __init__(self, store: Store, domains: frozenset[str]):
+        self.store, self.domains = store, domains
+
+    def is_tmail_domain(self, name: str) -> bool:
+        return name in self.domains
+
+    def get_alias(self, key, domain):
+        return self.store.get_alias(key, domain)
+
+
+class Service:
+    def __init__(self, engine, policy: Policy, reinject: tuple[str, int], *,
+                 reinject_timeout: float = 60, max_received: int = 30,
+                 helo: str = "localhost", clock=utcnow):
+        self.engine = engine
+        self.policy = policy
+        self.reinject = reinject
+        self.reinject_timeout = reinject_timeout
+        self.max_received = max_received
+        self.helo = helo
+        self.clock = clock
+        self._domains: frozenset[str] = frozenset()
+        self._domains_at = float("-inf")
+        self._lock = threading.Lock()
+
+    # -- verdicts ----------------------------------------------------------
+    def domains(self) -> frozenset[str]:
+        if time.monotonic() - self._domains_at > DOMAIN_CACHE_SECONDS:
+            with self.engine.connect().execution_options(readonly=True) as conn:
+                names = frozenset(Store(conn).domain_names())
+            with self._lock:
+                self._domains, self._domains_at = names, time.monotonic()
+        return self._domains
+
+    def verdict(self, recipient: str, sender: str, now: datetime | None = None) -> Verdict:
+        """The RCPT-time verdict. Raises AddressError for malformed input and
+        database errors as they are (the milter turns them into 451)."""
+        now = now or self.clock()
+        domains = self.domains()
+        rcpt_domain = recipient.rpartition("@")[2].strip(">").lower()
+        srs_domain = self.policy.srs.domain if self.policy.srs else None
+        if rcpt_domain not in domains and rcpt_domain != srs_domain and rcpt_domain.isascii():
+            return Verdict(Kind.NOT_OURS, "not a tmail domain")  # no database round trip
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            verdict = resolve(_Lookup(Store(conn), domains), self.policy, recipient, sender, now)
+        if verdict.alias is not None and not verdict.accepts:
+            self._count_refused(verdict.alias.id)
+        return verdict
+
+    def _count_refused(self, alias_id: int) -> None:
+        try:
+            with self.engine.begin() as conn:
+                Store(conn).count_refused(alias_id)
+        except Exception:  # a counter must never turn a verdict into a 451
+            log.exception("could not count a refused message for alias %s", alias_id)
+
+    # -- deliveries ----------------------------------------------------------
+    def deliver(self, request: dict, chunks) -> Outcome:
+        """Forward one message for one recipient; never raises."""
+        queue_id = str(request.get("queue_id", "?"))[:64]
+        try:
+            outcome = self._deliver(queue_id, request, chunks)
+        except WireError as exc:
+            outcome = Outcome(EX_TEMPFAIL, f"4.3.0 message incomplete ({exc}); will retry")
+        except SmtpError as exc:
+            if exc.permanent:
+                outcome = Outcome(EX_TEMPFAIL, f"4.3.0 reinjection refused ({exc.code}); will retry")
+            else:
+                outcome = Outcome(EX_TEMPFAIL, f"4.3.0 reinjection failed ({exc.code}); will retry")
+            log.warning("queue_id=%s reinjection error: %s", queue_id, exc)
+        except OSError as exc:
+            log.warning("queue_id=%s reinjection unreachable: %s", queue_id, exc)
+            outcome = Outcome(EX_TEMPFAIL, "4.3.0 reinjection listener unreachable; will retry")
+        except Exception:
+            log.exception("queue_id=%s internal error", queue_id)
+            outcome = Outcome(EX_TEMPFAIL, "4.3.0 internal error in tmail; will retry")
+        log.info("queue_id=%s to=<%s> from=<%s> status=%s %s", queue_id,
+                 request.get("recipient"), request.get("sender"), outcome.status, outcome.text)
+        return outcome
+
+    def _deliver(self, queue_id: str, request: dict, chunks) -> Outcome:
+        recipient = str(request["recipient"])
+        sender_text = str(request.get("sender", ""))
+        now = self.clock()
+        with self.engine.connect().execution_options(readonly=True) as conn:
+            store = Store(conn)
+            verdict = resolve(_Lookup(store, self.domains()), self.policy, recipient, sender_text, now)
+            if store.delivered(queue_id, recipient.lower()):
+                _drain(chunks)
+                return Outcome(EX_OK, "2.0.0 already forwarded (duplicate delivery attempt)")
+
+        if verdict.drop:
+            _drain(chunks)
+            return self._done(queue_id, recipient, None, "2.0.0 discarded: alias expired (drop mode)")
+        if verdict.kind is Kind.SRS_BOUNCE:
+            return self._relay_bounce(queue_id, recipient, verdict.destinations[0], chunks, now)
+        if verdict.alias is not None or verdict.kind is Kind.ROLE:
+            # Accepted at RCPT time: a change made since (disabled, expired,
+            # blocked) does not turn the accepted message into a bounce.
+            dests = verdict.destinations or verdict.alias.destinations
+            return self._forward(queue_id, recipient, sender_text, dests, verdict, chunks)
+        _drain(chunks)
+        if verdict.kind is Kind.UNKNOWN:
+            return Outcome(EX_NOUSER, "5.1.1 no such address")
+        if verdict.kind in (Kind.SRS_INVALID, Kind.SRS_NOT_BOUNCE):
+            return Outcome(EX_UNAVAILABLE, "5.1.1 invalid or expired bounce address")
+        return Outcome(EX_TEMPFAIL, f"4.3.5 {verdict.reason}: check transport_maps; will retry")
+
+    def _forward(self, queue_id, recipient, sender_text, dests, verdict, chunks) -> Outcome:
+        header, body = _split_header(chunks)
+        received = sum(1 for line in header.split(b"\n") if line[:9].lower() == b"received:")
+        if received > self.max_received:
+            _drain(body)
+            return Outcome(EX_UNAVAILABLE, f"5.4.6 mail forwarding loop ({received} Received headers)")
+        sender = parse_sender(sender_text)
+        if sender is None:
+            envelope_sender = ""  # the null sender is never rewritten
+        elif self.policy.srs is not None:
+            envelope_sender = self.policy.srs.forward(sender.local, sender.domain)
+        else:
+            return Outcome(EX_TEMPFAIL, "4.3.5 no SRS domain configured; will retry")
+        utf8 = (not envelope_sender.isascii() or not all(d.isascii() for d in dests)
+                or not header.isascii())
+        reply = self._send(envelope_sender, list(dests), utf8, _chain([header], body))
+        alias_id = verdict.alias.id if verdict.alias is not None else None
+        return self._done(queue_id, recipient, alias_id, f"2.0.0 forwarded ({reply})")
+
+    def _relay_bounce(self, queue_id, recipient, original, chunks, now) -> Outcome:
+        raw = _read_capped(chunks, MAX_BOUNCE_BYTES)
+        domains = self.domains()
+        report = dsn.parse_report(raw, lambda a: a.rpartition("@")[2].lower() in domains)
+        notice = dsn.build_notice(report, to=original, reporting_domain=self.policy.srs.domain, now=now)
+        reply = self._send("", [original], not original.isascii(), [notice])
+        return self._done(queue_id, recipient, None, f"2.0.0 bounce relayed ({reply})")
+
+    def _send(self, sender: str, recipients: list[str], utf8: bool, chunks) -> str:
+        client = SmtpClient(*self.reinject, timeout=self.reinject_timeout, helo=self.helo)
+        try:
+            client.envelope(sender, recipients, utf8)
+            return client.send_message(chunks)
+        finally:
+            client.close()
+
+    def _done(self, queue_id, recipient, alias_id, text) -> Outcome:
+        """Record the delivery; after a 250 the answer is success, whatever happens here."""
+        try:
+            with self.engine.begin() as conn:
+                store = Store(conn)
+                store.mark_delivered(queue_id, recipient.lower(), self.clock())
+                if alias_id is not None and not store.count_forwarded(alias_id, self.clock()):
+                    log.info("queue_id=%s alias %s passed its message limit meanwhile", queue_id, alias_id)
+        except Exception:
+            log.exception("queue_id=%s forwarded, but recording it failed (a retry could repeat it)",
+                          queue_id)
+        return Outcome(EX_OK, text)
+
+
+def _chain(first, rest):
+    yield from first
+    yield from rest
+
+
+def _drain(chunks) -> None:
+    for _ in chunks:
+        pass
+
+
+def _read_capped(chunks, limit: int) -> bytes:
+    data = bytearray()
+    for chunk in chunks:
+        if len(data) < limit:
+            data += chunk[: limit - len(data)]
+    return bytes(data)
+
+
+def _split_header(chunks):
+    """Read the header block (bounded); return it and an iterator over the rest."""
+    chunks = iter(chunks)
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        end = buffer.find(b"\n\n")
+        if buffer.startswith(b"\n"):
+            end = 0
+        if end >= 0:
+            return bytes(buffer[:end + 1]), _chain([bytes(buffer[end + 1:])], chunks)
+        if len(buffer) > MAX_HEADER_BYTES:
+            break
+    return bytes(buffer), chunks

@@ -1,0 +1,105 @@
+"""A small streaming SMTP client for reinjection into Postfix.
+
+smtplib wants the whole message in memory; this one sends it chunk by chunk
+(LF to CRLF, dot-stuffing) so a 20 MB message costs a few buffers.
+"""
+from __future__ import annotations
+
+import socket
+
+
+class SmtpError(Exception):
+    def __init__(self, code: int, text: str):
+        super().__init__(f"{code} {text}")
+        self.code = code
+        self.text = text
+
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+
+class SmtpClient:
+    def __init__(self, host: str, port: int, timeout: float, helo: str = "localhost"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.rfile = self.sock.makefile("rb")
+        self.extensions: set[str] = set()
+        self._expect(220)
+        code, lines = self.command(f"EHLO {helo}")
+        if code != 250:
+            raise SmtpError(code, " ".join(lines))
+        self.extensions = {line.split()[0].upper() for line in lines[1:] if line.strip()}
+
+    def _reply(self) -> tuple[int, list[str]]:
+        lines = []
+        while True:
+            line = self.rfile.readline(8192)
+            if not line:
+                raise SmtpError(421, "connection closed by the server")
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            lines.append(text[4:])
+            if len(text) < 4 or text[3] != "-":
+                try:
+                    return int(text[:3]), lines
+                except ValueError:
+                    raise SmtpError(421, f"bad reply {text!r}") from None
+
+    def _expect(self, wanted: int) -> list[str]:
+        code, lines = self._reply()
+        if code != wanted:
+            raise SmtpError(code, " ".join(lines))
+        return lines
+
+    def command(self, line: str) -> tuple[int, list[str]]:
+        self.sock.sendall(line.encode("utf-8") + b"\r\n")
+        return self._reply()
+
+    def envelope(self, sender: str, recipients: list[str], utf8: bool) -> None:
+        params = ""
+        if "8BITMIME" in self.extensions:
+            params += " BODY=8BITMIME"
+        if utf8:
+            if "SMTPUTF8" not in self.extensions:
+                raise SmtpError(450, "reinjection listener lacks SMTPUTF8")
+            params += " SMTPUTF8"
+        code, lines = self.command(f"MAIL FROM:<{sender}>{params}")
+        if code != 250:
+            raise SmtpError(code, " ".join(lines))
+        for rcpt in recipients:
+            code, lines = self.command(f"RCPT TO:<{rcpt}>")
+            if code not in (250, 251):
+                # All destinations or none: a partial forward cannot be retried cleanly.
+                self.command("RSET")
+                raise SmtpError(code, " ".join(lines))
+        code, lines = self.command("DATA")
+        if code != 354:
+            raise SmtpError(code, " ".join(lines))
+
+    def send_message(self, chunks) -> str:
+        """Stream the message (LF line ends) and return the final 250 text."""
+        at_line_start, carry = True, b""
+        for chunk in chunks:
+            chunk = carry + chunk
+            # A CR at the end may be half of a CRLF split across chunks.
+            carry = b"\r" if chunk.endswith(b"\r") else b""
+            chunk = chunk[:-1] if carry else chunk
+            if not chunk:
+                continue
+            if at_line_start and chunk[:1] == b".":
+                chunk = b"." + chunk
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n").replace(b"\r\n.", b"\r\n..")
+            self.sock.sendall(chunk)
+            at_line_start = chunk.endswith(b"\n")
+        if carry:
+            self.sock.sendall(carry)
+            at_line_start = False
+        self.sock.sendall(b".\r\n" if at_line_start else b"\r\n.\r\n")
+        return " ".join(self._expect(250))
+
+    def close(self) -> None:
+        try:
+            self.command("QUIT")
+        except (OSError, SmtpError):
+            pass
+        finally:
+            self.sock.close()

@@ -1,0 +1,174 @@
+"""What tmail changes in Postfix's main.cf and master.cf, computed purely.
+
+Every change is either one item added to a list-valued parameter (left in
+place if there already) or a parameter/service of tmail's own. The adapter
+(tmail.cli.postfix) reads the current values with postconf, asks this module
+what to change, and applies it with postconf -e / -M.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MASTER_PIPE = "tmail/unix"
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str        # "main" or "master"
+    name: str        # parameter name, or service/type
+    old: str | None
+    new: str | None  # None removes it
+
+    def __str__(self) -> str:
+        if self.new is None:
+            return f"remove {self.kind} {self.name} (was: {self.old})"
+        return f"set {self.kind} {self.name} = {self.new}" + (f"   (was: {self.old})" if self.old else "")
+
+
+def maps(cfg) -> dict[str, str]:
+    directory = cfg["postfix"]["map_directory"]
+    return {name: f"hash:{directory}/{name}" for name in ("domains", "transport", "guard")}
+
+
+def _listener_key(cfg) -> str:
+    return f"{cfg['postfix']['reinject_listener']}/inet"
+
+
+def _milter(cfg) -> str:
+    # default_action=accept: with the daemon down, other mail keeps flowing;
+    # the guard below defers tmail's own recipients.
+    return f"{{ unix:{cfg['daemon']['milter_socket']}, default_action=accept, command_timeout=20s }}"
+
+
+def list_items(cfg) -> dict[str, tuple[str, str]]:
+    """List parameters tmail adds one item to: name -> (item, 'first'|'last')."""
+    m = maps(cfg)
+    return {
+        "smtpd_milters": (_milter(cfg), "first"),
+        "transport_maps": (m["transport"], "first"),
+        "relay_domains": (m["domains"], "last"),
+        "smtpd_recipient_restrictions": (f"check_recipient_access {m['guard']}", "first"),
+        "smtpd_restriction_classes": ("tmail_guard", "last"),
+    }
+
+
+def own_params(cfg) -> dict[str, str]:
+    """Parameters that are tmail's alone."""
+    return {
+        "tmail_guard": (f"check_policy_service {{ unix:{cfg['daemon']['policy_socket']}, "
+                        "default_action=DEFER_IF_PERMIT }"),
+        "tmail_destination_recipient_limit": "1",
+        "tmail_time_limit": "900s",
+    }
+
+
+def master_entries(cfg) -> dict[str, str]:
+    p = cfg["postfix"]
+    pipe = (f"tmail unix - n n - - pipe flags=D null_sender= user={p['pipe_user']} "
+            f"argv={p['deliver_command']} --socket {cfg['daemon']['deliver_socket']} "
+            "${queue_id} ${sender} ${recipient}")
+    host, _, port = p["reinject_listener"].rpartition(":")
+    listener = (
+        f"{p['reinject_listener']} inet n - n - - smtpd"
+        " -o syslog_name=postfix/tmail-reinject"
+        " -o smtpd_milters= -o non_smtpd_milters= -o content_filter="
+        " -o receive_override_options=no_header_body_checks,no_unknown_recipient_checks,no_milters"
+        f" -o mynetworks={host}/32"
+        " -o smtpd_client_restrictions= -o smtpd_helo_restrictions="
+        " -o smtpd_sender_restrictions= -o smtpd_data_restrictions="
+        " -o smtpd_recipient_restrictions=permit_mynetworks,reject"
+        " -o smtpd_relay_restrictions=permit_mynetworks,reject"
+        " -o smtputf8_enable=yes"
+    )
+    return {MASTER_PIPE: pipe, _listener_key(cfg): listener}
+
+
+def split_list(value: str) -> list[str]:
+    """Split a Postfix list value on commas/whitespace, keeping { ... } groups."""
+    items, depth, current = [], 0, ""
+    for char in value:
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+        if depth == 0 and (char == "," or char.isspace()):
+            if current.strip():
+                items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    if current.strip():
+        items.append(current.strip())
+    return items
+
+
+def _norm(item: str) -> str:
+    return re.sub(r"\s+", " ", item.replace("{ ", "{").replace(" }", "}")).strip()
+
+
+def _has(items: list[str], item: str) -> bool:
+    return _norm(item) in {_norm(i) for i in items}
+
+
+class Conflict(Exception):
+    pass
+
+
+def install_changes(cfg, main: dict[str, str], master: dict[str, str],
+                    force: bool = False) -> list[Change]:
+    """The changes that wire tmail in; [] when it already is (idempotent)."""
+    changes: list[Change] = []
+    for name, (item, where) in list_items(cfg).items():
+        current = main.get(name, "")
+        items = split_list(current)
+        if _has(items, item):
+            continue
+        items = [item] + items if where == "first" else items + [item]
+        changes.append(Change("main", name, current or None, ", ".join(items)))
+    conflicts = []
+    for name, value in own_params(cfg).items():
+        current = main.get(name)
+        if current == value:
+            continue
+        if current and not force:
+            conflicts.append(f"main.cf {name} = {current} (tmail wants {value})")
+        changes.append(Change("main", name, current, value))
+    for key, value in master_entries(cfg).items():
+        current = master.get(key)
+        if current is not None and _norm(current) == _norm(value):
+            continue
+        if current and not force:
+            conflicts.append(f"master.cf {key}: {current}")
+        changes.append(Change("master", key, current, value))
+    if conflicts:
+        raise Conflict("these settings exist with other values; use --force to replace them: "
+                       + "; ".join(conflicts))
+    return changes
+
+
+def uninstall_changes(cfg, main: dict[str, str], master: dict[str, str]) -> list[Change]:
+    changes = []
+    for name, (item, _where) in list_items(cfg).items():
+        current = main.get(name, "")
+        items = split_list(current)
+        kept = [i for i in items if _norm(i) != _norm(item)]
+        if len(kept) != len(items):
+            changes.append(Change("main", name, current, ", ".join(kept)))
+    for name in own_params(cfg):
+        if main.get(name):
+            changes.append(Change("main", name, main[name], None))
+    for key in master_entries(cfg):
+        if master.get(key):
+            changes.append(Change("master", key, master[key], None))
+    return changes
+
+
+def map_files(domains: list[str], srs_domain: str) -> dict[str, str]:
+    """The lookup tables: relay domains, the transport, the guard's classes."""
+    names = sorted(set(domains) | ({srs_domain} if srs_domain else set()))
+    return {
+        "domains": "".join(f"{d} OK\n" for d in names),
+        "transport": "".join(f"{d} tmail:\n" for d in names),
+        "guard": "".join(f"{d} tmail_guard\n" for d in names),
+    }
