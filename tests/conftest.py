@@ -9,8 +9,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-PG_ADMIN = os.environ.get("TMAIL_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-MARIA_ADMIN = os.environ.get("TMAIL_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test")
+from conftest_db import MARIA_ADMIN, PG_ADMIN
 
 
 def _pg_url(schema: str) -> str:

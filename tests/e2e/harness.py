@@ -43,7 +43,7 @@ def connects(path: str) -> bool:
 
 
 class Instance:
-    def __init__(self, sink_port: int):
+    def __init__(self, sink_port: int, db_url: str | None = None):
         self.tmail_user = pwd.getpwnam("tmail")  # created by install.sh --deps-only
         self.base = tempfile.mkdtemp(prefix="tmail-e2e-", dir="/var/tmp")
         os.chmod(self.base, 0o755)
@@ -58,6 +58,7 @@ class Instance:
         self.daemon = None
         self.log = f"{self.base}/tmail/tmail.log"
         self.config = f"{self.home}/tmail.toml"
+        self.db_url = db_url or f"sqlite:///{self.home}/tmail.db"
 
     # -- set-up ------------------------------------------------------------
     def setup(self):
@@ -91,7 +92,7 @@ class Instance:
                         f"{listener}/inet={listener} inet n - n - - smtpd"], check=True)
         secret = f"{self.home}/srs.secret"
         self.tmail("init", "--srs-domain", SRS_DOMAIN, "--admin", "admin@real.test",
-                   "--database-url", f"sqlite:///{self.home}/tmail.db", "--secret-file", secret)
+                   "--database-url", self.db_url, "--secret-file", secret)
         with open(self.config, "a") as handle:
             handle.write(
                 f'\n[daemon]\npostfix_queue_directory = "{self.queue}"\n'
@@ -108,6 +109,9 @@ class Instance:
 
     def postconf(self, *settings):
         subprocess.run(["postconf", "-c", self.conf, "-e", *settings], check=True)
+
+    def reload(self):
+        subprocess.run(["postfix", "-c", self.conf, "reload"], check=True, capture_output=True)
 
     def smtp_ready(self) -> bool:
         try:
