@@ -107,8 +107,15 @@ def _norm(item: str) -> str:
     return re.sub(r"\s+", " ", item.replace("{ ", "{").replace(" }", "}")).strip()
 
 
-def _has(items: list[str], item: str) -> bool:
-    return _norm(item) in {_norm(i) for i in items}
+def _find(items: list[str], item: str) -> int:
+    """Where `item` (which may be several list tokens, as in
+    'check_recipient_access hash:...') starts in `items`, or -1."""
+    tokens = [_norm(t) for t in split_list(item)]
+    normed = [_norm(i) for i in items]
+    for start in range(len(normed) - len(tokens) + 1):
+        if normed[start:start + len(tokens)] == tokens:
+            return start
+    return -1
 
 
 class Conflict(Exception):
@@ -122,7 +129,7 @@ def install_changes(cfg, main: dict[str, str], master: dict[str, str],
     for name, (item, where) in list_items(cfg).items():
         current = main.get(name, "")
         items = split_list(current)
-        if _has(items, item):
+        if _find(items, item) >= 0:
             continue
         items = [item] + items if where == "first" else items + [item]
         changes.append(Change("main", name, current or None, ", ".join(items)))
@@ -152,8 +159,9 @@ def uninstall_changes(cfg, main: dict[str, str], master: dict[str, str]) -> list
     for name, (item, _where) in list_items(cfg).items():
         current = main.get(name, "")
         items = split_list(current)
-        kept = [i for i in items if _norm(i) != _norm(item)]
-        if len(kept) != len(items):
+        start = _find(items, item)
+        if start >= 0:
+            kept = items[:start] + items[start + len(split_list(item)):]
             changes.append(Change("main", name, current, ", ".join(kept)))
     for name in own_params(cfg):
         if main.get(name):
