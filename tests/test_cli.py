@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tmail import defaults
-from conftest import Cli, write_config
+from helpers import Cli, write_config
 
 
 def snapshot(cli):
