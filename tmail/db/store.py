@@ -40,8 +40,16 @@ _LOOKUP_BASE = (
     sa.select(aliases, domains.c.name.label("domain"))
     .join(domains, domains.c.id == aliases.c.domain_id)
 )
+# One round trip for the hot path: the alias with its destinations and
+# blocked senders joined in (a handful of rows), not three queries.
 _LOOKUP = (
-    _LOOKUP_BASE.where(domains.c.name == sa.bindparam("domain"), aliases.c.local_key == sa.bindparam("key"))
+    sa.select(aliases, domains.c.name.label("domain"),
+              destinations.c.address.label("dest"), blocked_senders.c.pattern.label("block"))
+    .join(domains, domains.c.id == aliases.c.domain_id)
+    .outerjoin(destinations, destinations.c.alias_id == aliases.c.id)
+    .outerjoin(blocked_senders, blocked_senders.c.alias_id == aliases.c.id)
+    .where(domains.c.name == sa.bindparam("domain"), aliases.c.local_key == sa.bindparam("key"))
+    .order_by(destinations.c.id, blocked_senders.c.pattern)
 )
 _DESTS = sa.select(destinations.c.address).where(destinations.c.alias_id == sa.bindparam("id")).order_by(destinations.c.id)
 _BLOCKS = sa.select(blocked_senders.c.pattern).where(blocked_senders.c.alias_id == sa.bindparam("id")).order_by(blocked_senders.c.pattern)
@@ -120,8 +128,12 @@ class Store:
 
     def get_alias(self, key: str, domain: str) -> AliasRecord | None:
         """The alias with lower-cased local part `key` at `domain`."""
-        row = self.conn.execute(_LOOKUP, {"domain": domain, "key": key}).first()
-        return None if row is None else self._record(row)
+        rows = self.conn.execute(_LOOKUP, {"domain": domain, "key": key}).all()
+        if not rows:
+            return None
+        dests = tuple(dict.fromkeys(r.dest for r in rows if r.dest is not None))
+        blocks = tuple(sorted({r.block for r in rows if r.block is not None}))
+        return self._record(rows[0], dests, blocks)
 
     def require_alias(self, key: str, domain: str) -> AliasRecord:
         found = self.get_alias(key, domain)

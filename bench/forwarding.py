@@ -1,0 +1,152 @@
+"""Forwarding through a real Postfix: tmail against two baselines, the
+milter's cost on other mail, and the pipe's memory on a 20 MB message.
+
+All numbers come from one run on one private Postfix instance (the machine
+is noisy: compare only side by side):
+  - msg/s for N 1 KB messages (smtp-source -> Postfix -> ... -> sink):
+    native virtual_alias_maps forwarding, a minimal stdlib pipe script
+    (bench/minimal_pipe.py), and tmail;
+  - acceptance rate of mail that is not tmail's, milter on and off
+    (outbound delivery held, so only smtpd's work is timed);
+  - peak RSS of tmail-deliver, and the daemon's peak growth, on 20 MB.
+
+    /opt/tmail-test/venv/bin/python bench/forwarding.py [--messages 2000] [--rounds 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
+from harness import DELIVER, Instance, wait_until  # noqa: E402
+from sink import Sink  # noqa: E402
+
+
+class CountingSink(Sink):
+    """The recording sink, but keeping only counts (no 2,000 bodies in memory)."""
+
+    def count(self, rcpt: str) -> int:
+        with self.lock:
+            return sum(1 for m in self.messages if rcpt in m.rcpts)
+
+
+def smtp_source(mx, count, to, sessions=20, size=1024):
+    t0 = time.perf_counter()
+    subprocess.run(["smtp-source", "-l", str(size), "-m", str(count), "-s", str(sessions),
+                    "-f", "bench@orig.test", "-t", to, f"127.0.0.1:{mx.smtp_port}"],
+                   check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def forward_rate(mx, sink, count, to, dest):
+    sink.messages.clear()
+    t0 = time.perf_counter()
+    smtp_source(mx, count, to)
+    wait_until(lambda: sink.count(dest) >= count, timeout=900, what=f"{count} messages to {dest}")
+    return count / (time.perf_counter() - t0)
+
+
+def setup_baselines(mx):
+    script = f"{mx.base}/minimal_pipe.py"
+    shutil.copy(os.path.join(HERE, "minimal_pipe.py"), script)
+    os.chmod(script, 0o755)
+    transport = subprocess.run(["postconf", "-c", mx.conf, "-h", "transport_maps"],
+                               capture_output=True, text=True).stdout.strip()
+    relay = subprocess.run(["postconf", "-c", mx.conf, "-h", "relay_domains"],
+                           capture_output=True, text=True).stdout.strip()
+    mx.postconf("virtual_alias_domains=native.test",
+                "virtual_alias_maps=inline:{ {fwd@native.test=native-dest@real.test} }",
+                f"transport_maps=inline:{{ minimal.test=minimal: }}, {transport}",
+                f"relay_domains={relay}, minimal.test",
+                "minimal_destination_recipient_limit=1")
+    subprocess.run(["postconf", "-c", mx.conf, "-M",
+                    f"minimal/unix=minimal unix - n n - - pipe flags=D null_sender= user=tmail "
+                    f"argv=/usr/bin/python3 {script} {mx.reinject_port} minimal-dest@real.test ${{sender}}"],
+                   check=True)
+    mx.reload()
+    mx.tmail("alias", "add", "fwd", "--domain", "d.test", "--to", "tmail-dest@real.test")
+
+
+def acceptance(mx, count, milter_on, milters):
+    mx.postconf(f"smtpd_milters={milters if milter_on else ''}")
+    mx.reload()
+    time.sleep(1)
+    return count / smtp_source(mx, count, "someone@elsewhere.test")
+
+
+def memory(mx):
+    size = 20 * 1024 * 1024
+    line = b"y" * 998 + b"\n"
+    message = (b"From: a@orig.test\nTo: fwd@d.test\nSubject: big\n\n"
+               + line * (size // len(line)))
+    daemon_pid = mx.daemon.pid
+
+    def hwm():
+        with open(f"/proc/{daemon_pid}/status") as handle:
+            return next(int(l.split()[1]) for l in handle if l.startswith("VmHWM"))
+
+    before = hwm()
+    proc = subprocess.Popen([DELIVER, "--socket", f"{mx.run_dir}/deliver.sock", "BENCHBIG1",
+                             "a@orig.test", "fwd@d.test"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, user="tmail")
+    proc.stdin.write(message)
+    proc.stdin.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, proc.stdout.read()
+    return len(message), usage.ru_maxrss * 1024, (hwm() - before) * 1024
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    sink = CountingSink()
+    mx = Instance(sink.port)
+    try:
+        mx.setup()
+        mx.postconf("maillog_file=/dev/null")  # no log writing in the timed path
+        setup_baselines(mx)
+        rates = {"native virtual_alias_maps": [], "minimal stdlib pipe": [], "tmail": []}
+        targets = {"native virtual_alias_maps": ("fwd@native.test", "native-dest@real.test"),
+                   "minimal stdlib pipe": ("fwd@minimal.test", "minimal-dest@real.test"),
+                   "tmail": ("fwd@d.test", "tmail-dest@real.test")}
+        for _ in range(args.rounds):
+            for name, (to, dest) in targets.items():
+                rates[name].append(forward_rate(mx, sink, args.messages, to, dest))
+        print(f"forwarding, {args.messages} x 1 KB messages, {args.rounds} rounds (msg/s per round):")
+        for name, values in rates.items():
+            print(f"  {name:28} {' '.join(f'{v:7.1f}' for v in values)}   best {max(values):7.1f}")
+        ratio = max(rates["tmail"]) / max(rates["minimal stdlib pipe"])
+        print(f"  tmail / minimal pipe = {ratio:.2f}x (target >= 0.8x)")
+
+        milters = subprocess.run(["postconf", "-c", mx.conf, "-h", "smtpd_milters"],
+                                 capture_output=True, text=True).stdout.strip()
+        mx.postconf("defer_transports=relay smtp")
+        on, off = [], []
+        for _ in range(args.rounds):
+            on.append(acceptance(mx, args.messages, True, milters))
+            off.append(acceptance(mx, args.messages, False, milters))
+        mx.postconf(f"smtpd_milters={milters}", "defer_transports=")
+        subprocess.run(["postsuper", "-c", mx.conf, "-d", "ALL"], capture_output=True)
+        mx.reload()
+        print(f"acceptance of other mail (msg/s): milter on {' '.join(f'{v:.1f}' for v in on)}, "
+              f"off {' '.join(f'{v:.1f}' for v in off)};  on/off = {max(on) / max(off):.2f}x (target >= 0.9x)")
+
+        size, pipe_rss, daemon_growth = memory(mx)
+        print(f"20 MB message ({size / 2**20:.1f} MiB): tmail-deliver peak RSS {pipe_rss / 2**20:.1f} MiB"
+              f" ({pipe_rss / size:.2f}x the message; target <= 3x); daemon peak grew by "
+              f"{daemon_growth / 2**20:.1f} MiB")
+    finally:
+        mx.teardown()
+        sink.close()
+
+
+if __name__ == "__main__":
+    main()
