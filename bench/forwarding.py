@@ -38,9 +38,12 @@ class CountingSink(Sink):
 
 def smtp_source(mx, count, to, sessions=20, size=1024):
     t0 = time.perf_counter()
-    subprocess.run(["smtp-source", "-l", str(size), "-m", str(count), "-s", str(sessions),
-                    "-f", "bench@orig.test", "-t", to, f"127.0.0.1:{mx.smtp_port}"],
-                   check=True, capture_output=True)
+    result = subprocess.run(["smtp-source", "-l", str(size), "-m", str(count), "-s", str(sessions),
+                             "-f", "bench@orig.test", "-t", to, f"127.0.0.1:{mx.smtp_port}"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"smtp-source to {to} failed: {result.stdout}{result.stderr}"
+                         f"\n{mx.tmail_log()[-2000:]}")
     return time.perf_counter() - t0
 
 
@@ -111,7 +114,6 @@ def main():
     mx = Instance(sink.port)
     try:
         mx.setup()
-        mx.postconf("maillog_file=/dev/null")  # no log writing in the timed path
         setup_baselines(mx)
         rates = {"native virtual_alias_maps": [], "minimal stdlib pipe": [], "tmail": []}
         targets = {"native virtual_alias_maps": ("fwd@native.test", "native-dest@real.test"),

@@ -20,6 +20,10 @@ log = logging.getLogger("tmail.server")
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: a burst of smtpd processes (or of
+    # pipe deliveries) would find the socket refusing them, and the guard's
+    # default_action would defer good mail.
+    request_queue_size = 256
 
     def __init__(self, path: str, handler, mode: int):
         if os.path.exists(path):
