@@ -73,6 +73,7 @@ class Sink:
         class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 128  # Postfix opens many connections at once
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
