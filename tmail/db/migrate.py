@@ -22,7 +22,10 @@ def _config(conn: sa.Connection) -> AlembicConfig:
 def head() -> str:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", _HERE)
-    return ScriptDirectory.from_config(cfg).get_current_head()
+    found = ScriptDirectory.from_config(cfg).get_current_head()
+    if found is None:  # an install without the revisions must not pass for "up to date"
+        raise RuntimeError(f"no alembic revisions found under {_HERE}")
+    return found
 
 
 def current(engine: sa.Engine) -> str | None:
@@ -32,6 +35,7 @@ def current(engine: sa.Engine) -> str | None:
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Upgrade to `revision`; returns (before, after). Idempotent."""
+    head()
     before = current(engine)
     with engine.begin() as conn:
         command.upgrade(_config(conn), revision)
