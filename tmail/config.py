@@ -13,6 +13,7 @@ from difflib import get_close_matches
 
 from . import defaults
 from .core.address import AddressError, normalise_domain, parse_address
+from .core.durations import parse_duration
 
 
 class ConfigError(Exception):
@@ -24,6 +25,7 @@ _CHOICES = {
     ("daemon", "log_level"): ("debug", "info", "warning", "error"),
     ("srs", "separator"): ("=", "-", "+"),
 }
+_DURATIONS = {("lifecycle", "purge_grace"), ("lifecycle", "quarantine")}
 _RANGES = {
     ("database", "busy_timeout_ms"): (0, 600_000),
     ("aliases", "random_length"): (8, 40),
@@ -41,6 +43,13 @@ class Config:
 
     def __getitem__(self, section: str) -> dict:
         return self.data[section]
+
+    def duration(self, section: str, key: str):
+        return parse_duration(self.data[section][key])
+
+    @property
+    def notice_from(self) -> str:
+        return self.data["lifecycle"]["notice_from"] or f"postmaster@{self.data['srs']['domain']}"
 
     def masked(self) -> dict:
         """The effective configuration with secrets (a password in a URL) hidden."""
@@ -87,6 +96,16 @@ def _check_value(path: str, section: str, key: str, value, default):
             value = str(parse_address(value))
     except AddressError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    if (section, key) in _DURATIONS:
+        try:
+            parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    if (section, key) == ("lifecycle", "notice_from") and value:
+        try:
+            value = str(parse_address(value))
+        except AddressError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     if (section, key) == ("aliases", "recipient_delimiter") and len(value) > 1:
         raise ConfigError(f"{where}: expected a single character or an empty string")
     return value

@@ -48,6 +48,15 @@ DEFAULTS = {
         "max_received_headers": 30,
         "log_level": "info",
     },
+    "lifecycle": {
+        # `tmail purge` removes aliases expired for longer than this ...
+        "purge_grace": "30d",
+        # ... and a removed address cannot be created again for this long,
+        # so nobody receives mail meant for its previous owner.
+        "quarantine": "180d",
+        # Expiry warnings come from this address ("" = postmaster@ the SRS domain).
+        "notice_from": "",
+    },
     "postfix": {
         "config_directory": "/etc/postfix",
         # Where tmail writes its lookup tables (domains, transport, guard);

@@ -26,6 +26,18 @@ def alias_rules(app, store, allow_tmail_destination=False) -> rules_mod.Rules:
     )
 
 
+def check_not_quarantined(app, store, local: str, domain: str, now) -> None:
+    """A removed address stays unused for the quarantine period, so nobody
+    receives mail meant for its previous owner."""
+    retired_at = store.retired_at(domain, local.lower())
+    if retired_at is None:
+        return
+    until = retired_at + app.config.duration("lifecycle", "quarantine")
+    if now < until:
+        raise CommandError(f"{local}@{domain} was removed on {retired_at:%Y-%m-%d}; it is quarantined "
+                           f"until {until:%Y-%m-%d} so that nobody receives its previous owner's mail")
+
+
 def settings_options(func):
     options = [
         click.option("--ttl", type=DURATION, help="Expire this long after creation (7d, 12h, 2w)."),
@@ -95,19 +107,22 @@ def add(app, local, domain, to, random_, style, allow_tmail_destination, **optio
     """Create an alias LOCAL@DOMAIN (or a random one with --random)."""
     if bool(local) == bool(random_):
         raise UsageError("give a LOCAL part or --random (one of them)")
-    settings = _settings(**options)
     now = utcnow()
     with app.store() as store:
         store.require_domain(domain)
+        domain_defaults = store.domain_settings(domain)
+        settings = rules_mod.with_defaults(_settings(**options), domain_defaults)
         rules = alias_rules(app, store, allow_tmail_destination)
         dests = rules_mod.check_destinations(list(to), rules)
         if random_:
             cfg = app.config["aliases"]
+            style = style or domain_defaults.random_style or cfg["random_style"]
             for _attempt in range(10):
-                local = rules_mod.random_local(style or cfg["random_style"], cfg["random_length"])
-                if store.get_alias(local, domain) is None:
+                local = rules_mod.random_local(style, cfg["random_length"])
+                if store.get_alias(local, domain) is None and store.retired_at(domain, local) is None:
                     break
         rules_mod.check_alias_local(local, rules)
+        check_not_quarantined(app, store, local, domain, now)
         record = store.add_alias(rules_mod.new_alias(local, domain, dests, settings, now))
     _emit_alias(app, record, now, changed=True)
 
@@ -131,15 +146,16 @@ def show(app, address):
 @click.option("--domain", type=DOMAIN)
 @click.option("--state", type=click.Choice(["active", "expired", "disabled"]))
 @click.option("--destination", type=ADDRESS)
+@click.option("--expiring-within", type=DURATION, help="Only aliases expiring this soon (3d).")
 @json_option
 @pass_app
-def list_(app, domain, state, destination):
+def list_(app, domain, state, destination, expiring_within):
     """List aliases, optionally filtered."""
     from ..db.store import AliasFilter
     now = utcnow()
     with app.store() as store:
         records = store.list_aliases(
-            AliasFilter(domain, state, str(destination) if destination else None), now)
+            AliasFilter(domain, state, str(destination) if destination else None, expiring_within), now)
     rows = [rules_mod.describe(r, now) for r in records]
     text = "\n".join(
         f"{r['address']:45} {r['state']:9} {', '.join(r['destinations'])}" for r in rows
@@ -233,10 +249,11 @@ def unblock_sender(app, address, sender):
 @json_option
 @pass_app
 def remove(app, address):
-    """Delete an alias."""
+    """Delete an alias (its address is then quarantined)."""
     with app.store() as store:
         record = _lookup(store, address)
         store.remove_alias(record)
+        store.retire(record.domain, record.local.lower(), utcnow())
     app.emit({"ok": True, "changed": True, "address": record.address}, f"removed {record.address}")
 
 

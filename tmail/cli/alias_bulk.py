@@ -9,7 +9,7 @@ import click
 from ..core import aliases as rules_mod
 from ..core.address import AddressError, check_text, normalise_domain, parse_address, parse_block_pattern
 from ..core.durations import parse_duration, parse_when, utcnow
-from .alias import _settings, alias, alias_rules, settings_options
+from .alias import _settings, alias, alias_rules, check_not_quarantined, settings_options
 from .app import CommandError, UsageError, json_option, pass_app
 from .params import ADDRESS, BLOCK_PATTERN
 
@@ -25,14 +25,18 @@ class Spec:
     present: bool = True
 
 
-def desired(spec: Spec, existing, rules, now):
-    """The record `spec` asks for (None when absent), given what exists."""
+def desired(spec: Spec, existing, rules, now, domain_defaults=None):
+    """The record `spec` asks for (None when absent), given what exists.
+    A new alias takes its domain's defaults where the spec is silent."""
     if not spec.present:
         return None
     rules_mod.check_alias_local(spec.local, rules)
     dests = rules_mod.check_destinations(list(spec.to), rules)
     if existing is None:
-        return rules_mod.new_alias(spec.local, spec.domain, dests, spec.settings, now)
+        settings = spec.settings
+        if domain_defaults is not None:
+            settings = rules_mod.with_defaults(settings, domain_defaults)
+        return rules_mod.new_alias(spec.local, spec.domain, dests, settings, now)
     base = dataclasses.replace(existing, local=spec.local, destinations=dests)
     return rules_mod.apply(base, spec.settings, existing.created_at)
 
@@ -64,15 +68,17 @@ def ensure(app, address, to, enabled, blocked, no_blocks, absent, allow_tmail_de
         store.require_domain(address.domain)
         rules = alias_rules(app, store, allow_tmail_destination)
         existing = store.get_alias(address.key, address.domain)
-        want = desired(spec, existing, rules, now)
+        want = desired(spec, existing, rules, now, store.domain_settings(address.domain))
         if want is None:
             changed = existing is not None
             if changed:
                 store.remove_alias(existing)
+                store.retire(existing.domain, existing.local.lower(), now)
             app.emit({"ok": True, "changed": changed, "address": str(address), "alias": None},
                      f"{address}: {'removed' if changed else 'absent'}")
             return
         if existing is None:
+            check_not_quarantined(app, store, want.local, want.domain, now)
             record, changed = store.add_alias(want), True
         elif rules_mod.same_settings(existing, want):
             record, changed = existing, False
@@ -177,11 +183,18 @@ def import_(app, file, allow_tmail_destination):
         if missing:
             raise CommandError(f"not tmail domains: {', '.join(sorted(missing))}; nothing imported")
         existing = store.aliases_by_key([(s.local.lower(), s.domain) for s in specs])
+        domains = {s.domain for s in specs}
+        defaults_of = {d: store.domain_settings(d) for d in domains}
+        since = now - app.config.duration("lifecycle", "quarantine")
+        quarantined = {(k, d) for d in domains for k in store.retired_keys(d, since)}
         new = {}
         for number, spec in enumerate(specs, 1):
             key = (spec.local.lower(), spec.domain)
+            if spec.present and key not in existing and key in quarantined:
+                raise CommandError(f"entry {number} ({spec.local}@{spec.domain}) was removed "
+                                   "recently and is quarantined; nothing imported")
             try:
-                want = desired(spec, existing.get(key), rules, now)
+                want = desired(spec, existing.get(key), rules, now, defaults_of[spec.domain])
             except (ValueError, AddressError) as exc:
                 raise UsageError(f"entry {number} ({spec.local}@{spec.domain}): {exc}; "
                                  "nothing imported") from None
@@ -189,6 +202,7 @@ def import_(app, file, allow_tmail_destination):
             if want is None:
                 if old is not None:
                     store.remove_alias(old)
+                    store.retire(old.domain, old.local.lower(), now)
                     counts["removed"] += 1
                 new.pop(key, None)
             elif old is None:

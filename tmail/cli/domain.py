@@ -1,12 +1,15 @@
 """tmail domain add | list | remove"""
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
-from ..core.durations import utcnow
+from ..core.durations import format_duration, utcnow
+from ..core.verdict import OnExpiry
 from .app import CommandError, json_option, pass_app
 from .postfix import sync_maps
-from .params import DOMAIN
+from .params import DOMAIN, DURATION_OR_NONE
 
 
 @click.group()
@@ -52,6 +55,60 @@ def remove(app, name, force):
         sync_maps(app.config, store.domain_names())
     app.emit({"ok": True, "domain": name, "changed": True, "aliases_removed": removed},
              f"removed {name}" + (f" and its {removed} alias(es)" if removed else ""))
+
+
+def _settings_json(settings) -> dict:
+    seconds = lambda v: int(v.total_seconds()) if v else None  # noqa: E731
+    return {"default_ttl_seconds": seconds(settings.ttl), "default_idle_seconds": seconds(settings.idle),
+            "default_on_expiry": settings.on_expiry.value if settings.on_expiry else None,
+            "random_style": settings.random_style, "warn_before_seconds": seconds(settings.warn_before)}
+
+
+def _settings_text(name, settings) -> str:
+    show = lambda v: format_duration(v) if v else "-"  # noqa: E731
+    return (f"{name}: default ttl {show(settings.ttl)}, default idle {show(settings.idle)}, "
+            f"on expiry {settings.on_expiry.value if settings.on_expiry else '-'}, "
+            f"random style {settings.random_style or '-'}, warn before {show(settings.warn_before)}")
+
+
+@domain.command("show")
+@click.argument("name", type=DOMAIN)
+@json_option
+@pass_app
+def show(app, name):
+    """Show a domain's defaults for new aliases and its warning setting."""
+    with app.store() as store:
+        settings = store.domain_settings(name)
+    app.emit({"ok": True, "domain": name, "settings": _settings_json(settings)},
+             _settings_text(name, settings))
+
+
+@domain.command("set")
+@click.argument("name", type=DOMAIN)
+@click.option("--default-ttl", type=DURATION_OR_NONE, help="TTL of new aliases ('none' clears).")
+@click.option("--default-idle", type=DURATION_OR_NONE, help="Idle limit of new aliases.")
+@click.option("--on-expiry", type=click.Choice(["reject", "drop", "none"]),
+              help="Default on-expiry action of new aliases.")
+@click.option("--random-style", type=click.Choice(["token", "words", "none"]),
+              help="Style of random local parts.")
+@click.option("--warn-before", type=DURATION_OR_NONE,
+              help="Warn the owner this long before expiry (off: 'none').")
+@json_option
+@pass_app
+def set_(app, name, default_ttl, default_idle, on_expiry, random_style, warn_before):
+    """Set a domain's defaults; options not given stay as they are."""
+    given = {"ttl": default_ttl, "idle": default_idle, "on_expiry": on_expiry,
+             "random_style": random_style, "warn_before": warn_before}
+    changes = {k: (None if v == "none" else v) for k, v in given.items() if v is not None}
+    if "on_expiry" in changes and changes["on_expiry"]:
+        changes["on_expiry"] = OnExpiry(changes["on_expiry"])
+    with app.store() as store:
+        before = store.domain_settings(name)
+        after = dataclasses.replace(before, **changes)
+        if after != before:
+            store.set_domain_settings(name, after)
+    app.emit({"ok": True, "domain": name, "changed": after != before, "settings": _settings_json(after)},
+             _settings_text(name, after))
 
 
 COMMANDS = [domain]

@@ -24,6 +24,14 @@ class Duration(_Checked):
     parse = staticmethod(durations.parse_duration)
 
 
+class DurationOrNone(_Checked):
+    """A duration, or 'none' to clear a setting."""
+    name = "duration|none"
+
+    def parse(self, value: str):
+        return "none" if value.strip().lower() == "none" else durations.parse_duration(value)
+
+
 class When(_Checked):
     name = "date"
     parse = staticmethod(durations.parse_when)
@@ -54,5 +62,5 @@ class Text(_Checked):
         return value
 
 
-DURATION, WHEN, ADDRESS, DOMAIN, BLOCK_PATTERN, TEXT = (
-    Duration(), When(), Address(), Domain(), BlockPattern(), Text())
+DURATION, WHEN, ADDRESS, DOMAIN, BLOCK_PATTERN, TEXT, DURATION_OR_NONE = (
+    Duration(), When(), Address(), Domain(), BlockPattern(), Text(), DurationOrNone())

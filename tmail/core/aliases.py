@@ -87,6 +87,17 @@ class Settings:
             raise ValueError("--max-messages must be at least 1")
 
 
+def with_defaults(settings: Settings, defaults) -> Settings:
+    """A new alias's settings with its domain's defaults (a DomainSettings)
+    filling what the command did not say."""
+    return dataclasses.replace(
+        settings,
+        ttl=settings.ttl if settings.ttl is not None or settings.expires is not None else defaults.ttl,
+        idle=settings.idle if settings.idle is not None else defaults.idle,
+        on_expiry=settings.on_expiry or (defaults.on_expiry.value if defaults.on_expiry else None),
+    )
+
+
 def apply(record: AliasRecord, settings: Settings, base_time: datetime) -> AliasRecord:
     """The record with every given setting applied. A TTL counts from
     `base_time` (the alias's creation, so that `ensure` is idempotent)."""

@@ -36,6 +36,7 @@ class AliasRecord:
     last_forwarded_at: datetime | None = None
     blocked: tuple[str, ...] = ()
     note: str = ""
+    warned_for: datetime | None = None
     id: int | None = None
 
     @property

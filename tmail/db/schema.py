@@ -28,6 +28,12 @@ domains = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("name", key_string(255), nullable=False, unique=True),
     sa.Column("created_at", sa.DateTime, nullable=False),
+    # Defaults for new aliases and the expiry warning (None: not set).
+    sa.Column("default_ttl_seconds", sa.Integer, nullable=True),
+    sa.Column("default_idle_seconds", sa.Integer, nullable=True),
+    sa.Column("default_on_expiry", sa.String(10), nullable=True),
+    sa.Column("random_style", sa.String(10), nullable=True),
+    sa.Column("warn_before_seconds", sa.Integer, nullable=True),
 )
 
 aliases = sa.Table(
@@ -46,6 +52,8 @@ aliases = sa.Table(
     sa.Column("forwarded", sa.Integer, nullable=False, default=0),
     sa.Column("refused", sa.Integer, nullable=False, default=0),
     sa.Column("last_forwarded_at", sa.DateTime, nullable=True),
+    # The expiry date a warning was sent for: at most one per expiry date.
+    sa.Column("warned_for", sa.DateTime, nullable=True),
     sa.UniqueConstraint("domain_id", "local_key", name="uq_aliases_domain_local"),
 )
 
@@ -71,4 +79,23 @@ deliveries = sa.Table(
     sa.Column("queue_id", key_string(64), primary_key=True),
     sa.Column("recipient", key_string(256), primary_key=True),
     sa.Column("delivered_at", sa.DateTime, nullable=False, index=True),
+)
+
+# Removed addresses, kept for a quarantine period so nobody receives mail
+# meant for an address's previous owner.
+retired = sa.Table(
+    "retired", metadata,
+    sa.Column("domain", key_string(255), primary_key=True),
+    sa.Column("local_key", key_string(64), primary_key=True),
+    sa.Column("retired_at", sa.DateTime, nullable=False),
+)
+
+# One row per forwarded or refused message at a tmail domain, for `tmail
+# stats` (kept for 8 days by `tmail purge`).
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("domain", key_string(255), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),   # forwarded | refused
+    sa.Column("at", sa.DateTime, nullable=False, index=True),
 )

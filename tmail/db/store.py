@@ -10,8 +10,9 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from ..core.lifecycle import DomainSettings
 from ..core.verdict import AliasRecord, OnExpiry, expiry_reason
-from .schema import aliases, blocked_senders, deliveries, destinations, domains
+from .schema import aliases, blocked_senders, deliveries, destinations, domains, events, retired
 
 
 class StoreError(Exception):
@@ -33,6 +34,7 @@ class AliasFilter:
     domain: str | None = None
     state: str | None = None        # active | expired | disabled
     destination: str | None = None
+    expiring_within: timedelta | None = None
 
 
 _CHUNK = 500
@@ -124,6 +126,7 @@ class Store:
             idle_limit=timedelta(seconds=row.idle_seconds) if row.idle_seconds else None,
             on_expiry=OnExpiry(row.on_expiry), forwarded=row.forwarded, refused=row.refused,
             last_forwarded_at=from_db(row.last_forwarded_at), blocked=blocks, note=row.note,
+            warned_for=from_db(row.warned_for),
         )
 
     def get_alias(self, key: str, domain: str) -> AliasRecord | None:
@@ -205,7 +208,7 @@ class Store:
     def replace_alias(self, record: AliasRecord) -> AliasRecord:
         """Write every setting of an existing alias (counters stay)."""
         values = self._columns(record)
-        for counter in ("forwarded", "refused", "last_forwarded_at", "created_at"):
+        for counter in ("forwarded", "refused", "last_forwarded_at", "created_at", "warned_for"):
             values.pop(counter)
         self.conn.execute(aliases.update().where(aliases.c.id == record.id).values(**values))
         self._set_children(record.id, record)
@@ -220,6 +223,7 @@ class Store:
             idle_seconds=int(record.idle_limit.total_seconds()) if record.idle_limit else None,
             on_expiry=record.on_expiry.value, forwarded=record.forwarded,
             refused=record.refused, last_forwarded_at=to_db(record.last_forwarded_at),
+            warned_for=to_db(record.warned_for),
         )
 
     def _set_children(self, alias_id: int, record: AliasRecord) -> None:
@@ -243,6 +247,10 @@ class Store:
                  .order_by(domains.c.name, aliases.c.local_key))
         if where.domain:
             query = query.where(domains.c.name == where.domain)
+        if where.expiring_within is not None:
+            query = query.where(aliases.c.enabled == sa.true(),
+                                aliases.c.expires_at > to_db(now),
+                                aliases.c.expires_at <= to_db(now + where.expiring_within))
         if where.destination:
             query = query.where(aliases.c.id.in_(
                 sa.select(destinations.c.alias_id).where(destinations.c.address == where.destination)))
@@ -259,20 +267,30 @@ class Store:
         return records
 
     # -- counters (single conditional statements: no lost updates) --------
-    def count_forwarded(self, alias_id: int, now: datetime) -> bool:
-        """Count one forwarded message unless the alias's limit is reached.
+    def reserve(self, alias_id: int) -> bool:
+        """Count one accepted message unless the alias's limit is reached.
 
-        False when the limit was reached meanwhile (a concurrent delivery
-        took the last slot).
+        One conditional UPDATE, not read-then-write: of twenty concurrent
+        messages to an alias allowed five, exactly five get True.
         """
         result = self.conn.execute(
             aliases.update()
             .where(aliases.c.id == alias_id)
             .where(sa.or_(aliases.c.max_messages.is_(None),
                           aliases.c.forwarded < aliases.c.max_messages))
-            .values(forwarded=aliases.c.forwarded + 1, last_forwarded_at=to_db(now))
+            .values(forwarded=aliases.c.forwarded + 1)
         )
         return result.rowcount == 1
+
+    def release(self, alias_id: int) -> None:
+        """Give back a reservation whose message was never accepted."""
+        self.conn.execute(aliases.update()
+                          .where(aliases.c.id == alias_id, aliases.c.forwarded > 0)
+                          .values(forwarded=aliases.c.forwarded - 1))
+
+    def touch_forwarded(self, alias_id: int, now: datetime) -> None:
+        self.conn.execute(aliases.update().where(aliases.c.id == alias_id)
+                          .values(last_forwarded_at=to_db(now)))
 
     def count_refused(self, alias_id: int) -> None:
         self.conn.execute(aliases.update().where(aliases.c.id == alias_id)
@@ -288,6 +306,78 @@ class Store:
     def mark_delivered(self, queue_id: str, recipient: str, now: datetime) -> None:
         self.conn.execute(deliveries.insert().values(queue_id=queue_id, recipient=recipient,
                                                      delivered_at=to_db(now)))
+
+    # -- domain settings -------------------------------------------------
+    def domain_settings(self, name: str) -> DomainSettings:
+        self.require_domain(name)
+        row = self.conn.execute(sa.select(domains).where(domains.c.name == name)).one()
+        seconds = lambda v: timedelta(seconds=v) if v else None  # noqa: E731
+        return DomainSettings(
+            ttl=seconds(row.default_ttl_seconds), idle=seconds(row.default_idle_seconds),
+            on_expiry=OnExpiry(row.default_on_expiry) if row.default_on_expiry else None,
+            random_style=row.random_style, warn_before=seconds(row.warn_before_seconds))
+
+    def set_domain_settings(self, name: str, settings: DomainSettings) -> None:
+        seconds = lambda v: int(v.total_seconds()) if v else None  # noqa: E731
+        self.conn.execute(domains.update().where(domains.c.name == name).values(
+            default_ttl_seconds=seconds(settings.ttl), default_idle_seconds=seconds(settings.idle),
+            default_on_expiry=settings.on_expiry.value if settings.on_expiry else None,
+            random_style=settings.random_style, warn_before_seconds=seconds(settings.warn_before)))
+
+    # -- lifecycle ---------------------------------------------------------
+    def retired_at(self, domain: str, key: str) -> datetime | None:
+        return from_db(self.conn.execute(
+            sa.select(retired.c.retired_at).where(retired.c.domain == domain,
+                                                  retired.c.local_key == key)).scalar())
+
+    def retired_keys(self, domain: str, since: datetime) -> set[str]:
+        return set(self.conn.execute(
+            sa.select(retired.c.local_key).where(retired.c.domain == domain,
+                                                 retired.c.retired_at > to_db(since))).scalars())
+
+    def retire(self, domain: str, key: str, now: datetime) -> None:
+        self.conn.execute(retired.delete().where(retired.c.domain == domain,
+                                                 retired.c.local_key == key))
+        self.conn.execute(retired.insert().values(domain=domain, local_key=key,
+                                                  retired_at=to_db(now)))
+
+    def forget_retired(self, before: datetime) -> int:
+        return self.conn.execute(
+            retired.delete().where(retired.c.retired_at < to_db(before))).rowcount
+
+    def _records_where(self, *conditions) -> list[AliasRecord]:
+        rows = self.conn.execute(
+            _LOOKUP_BASE.where(*conditions).order_by(domains.c.name, aliases.c.local_key)).all()
+        children = self._children([row.id for row in rows])
+        return [self._record(row, *children[row.id]) for row in rows]
+
+    def purge_candidates(self, now: datetime, grace: timedelta) -> list[AliasRecord]:
+        """Aliases that may have expired more than `grace` ago (the core decides)."""
+        return self._records_where(sa.or_(
+            aliases.c.expires_at < to_db(now - grace),
+            sa.and_(aliases.c.max_messages.is_not(None), aliases.c.forwarded >= aliases.c.max_messages),
+            aliases.c.idle_seconds.is_not(None)))
+
+    def warning_candidates(self, domain: str, now: datetime, until: datetime) -> list[AliasRecord]:
+        return self._records_where(
+            domains.c.name == domain, aliases.c.enabled == sa.true(),
+            aliases.c.expires_at > to_db(now), aliases.c.expires_at <= to_db(until))
+
+    def mark_warned(self, alias_id: int, expires_at: datetime) -> None:
+        self.conn.execute(aliases.update().where(aliases.c.id == alias_id)
+                          .values(warned_for=to_db(expires_at)))
+
+    def add_event(self, domain: str, kind: str, now: datetime) -> None:
+        self.conn.execute(events.insert().values(domain=domain, kind=kind, at=to_db(now)))
+
+    def event_counts(self, since: datetime) -> dict[tuple[str, str], int]:
+        rows = self.conn.execute(
+            sa.select(events.c.domain, events.c.kind, sa.func.count())
+            .where(events.c.at >= to_db(since)).group_by(events.c.domain, events.c.kind))
+        return {(domain, kind): n for domain, kind, n in rows}
+
+    def forget_events(self, before: datetime) -> int:
+        return self.conn.execute(events.delete().where(events.c.at < to_db(before))).rowcount
 
     def forget_deliveries(self, before: datetime) -> int:
         return self.conn.execute(

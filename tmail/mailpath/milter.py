@@ -13,6 +13,7 @@ import Milter
 
 from ..core.address import AddressError
 from ..core.replies import TEMPFAIL, reply_for
+from ..core.verdict import Kind
 
 log = logging.getLogger("tmail.milter")
 
@@ -29,6 +30,7 @@ class TmailMilter(Milter.Base):
 
     def __init__(self):
         self.sender = ""
+        self.reserved: list[int] = []   # aliases counted for the current message
 
     def envfrom(self, sender, *params):
         self.sender = _unbracket(sender)
@@ -37,7 +39,7 @@ class TmailMilter(Milter.Base):
     def envrcpt(self, recipient, *params):
         rcpt = _unbracket(recipient)
         try:
-            verdict = self.service.verdict(rcpt, self.sender)
+            verdict = self.service.reserve(self.service.verdict(rcpt, self.sender))
         except AddressError as exc:
             log.info("rcpt=<%s> from=<%s> verdict=malformed reason=%s", rcpt, self.sender, exc)
             self.setreply("501", "5.1.3", "Bad recipient address syntax")
@@ -46,6 +48,8 @@ class TmailMilter(Milter.Base):
             log.exception("rcpt=<%s> from=<%s> verdict=tempfail (internal error)", rcpt, self.sender)
             self.setreply(TEMPFAIL.code, TEMPFAIL.xcode, TEMPFAIL.text)
             return Milter.TEMPFAIL
+        if verdict.kind is Kind.FORWARD and verdict.alias is not None:
+            self.reserved.append(verdict.alias.id)
         reply = reply_for(verdict)
         log.info("rcpt=<%s> from=<%s> verdict=%s reason=%s%s", rcpt, self.sender,
                  verdict.kind.value, verdict.reason, " (drop)" if verdict.drop else "")
@@ -53,6 +57,24 @@ class TmailMilter(Milter.Base):
             return Milter.CONTINUE
         self.setreply(reply.code, reply.xcode, reply.text.replace("%", "%%"))
         return Milter.REJECT
+
+
+    # End of message, abort and close are always called (not negotiable):
+    # the message counts taken at RCPT time stand only if the message was
+    # accepted, and are given back otherwise.
+    def eom(self):
+        self.reserved.clear()
+        return Milter.CONTINUE
+
+    def abort(self):
+        self.service.release(self.reserved)
+        self.reserved.clear()
+        return Milter.CONTINUE
+
+    def close(self):
+        self.service.release(self.reserved)
+        self.reserved.clear()
+        return Milter.CONTINUE
 
 
 def make_factory(service):

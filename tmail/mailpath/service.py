@@ -18,7 +18,7 @@ from ..core import dsn
 from ..core.address import AddressError, parse_address, parse_sender
 from ..core.durations import utcnow
 from ..core.resolve import Policy, resolve
-from ..core.verdict import Kind, Verdict
+from ..core.verdict import Kind, OnExpiry, Verdict, expiry_reason
 from ..db.store import Store
 from .smtp import SmtpClient, SmtpError
 from .wire import WireError
@@ -87,16 +87,53 @@ class Service:
             return Verdict(Kind.NOT_OURS, "not a tmail domain")  # no database round trip
         with self.engine.connect().execution_options(readonly=True) as conn:
             verdict = resolve(_Lookup(Store(conn), domains), self.policy, recipient, sender, now)
-        if verdict.alias is not None and not verdict.accepts:
-            self._count_refused(verdict.alias.id)
+        if not verdict.accepts:
+            self._record_refusal(verdict, rcpt_domain, now)
         return verdict
 
-    def _count_refused(self, alias_id: int) -> None:
+    def reserve(self, verdict: Verdict, now: datetime | None = None) -> Verdict:
+        """Count an accepted message against its alias before accepting it.
+
+        The count is taken at RCPT time with one conditional UPDATE, so
+        concurrent messages cannot overrun max_messages; if the last slot
+        went meanwhile, the verdict becomes 'expired' (reject or drop).
+        """
+        if verdict.kind is not Kind.FORWARD or verdict.alias is None:
+            return verdict
+        with self.engine.begin() as conn:
+            if Store(conn).reserve(verdict.alias.id):
+                return verdict
+        alias = dataclasses.replace(verdict.alias, forwarded=verdict.alias.max_messages or 0)
+        now = now or self.clock()
+        reason = expiry_reason(alias, now) or "reached its message limit"
+        expired = Verdict(Kind.EXPIRED, reason, drop=alias.on_expiry is OnExpiry.DROP, alias=alias)
+        if not expired.accepts:
+            self._record_refusal(expired, alias.domain, now)
+        return expired
+
+    def release(self, alias_ids: list[int]) -> None:
+        """Give back reservations of a message that was not accepted after all."""
+        if not alias_ids:
+            return
         try:
             with self.engine.begin() as conn:
-                Store(conn).count_refused(alias_id)
-        except Exception:  # a counter must never turn a verdict into a 451
-            log.exception("could not count a refused message for alias %s", alias_id)
+                store = Store(conn)
+                for alias_id in alias_ids:
+                    store.release(alias_id)
+        except Exception:
+            log.exception("could not release message counts %s", alias_ids)
+
+    def _record_refusal(self, verdict: Verdict, domain: str, now: datetime) -> None:
+        if verdict.kind is Kind.NOT_OURS:
+            return
+        try:  # a counter must never turn a verdict into a 451
+            with self.engine.begin() as conn:
+                store = Store(conn)
+                store.add_event(domain, "refused", now)
+                if verdict.alias is not None:
+                    store.count_refused(verdict.alias.id)
+        except Exception:
+            log.exception("could not count a refused message for %s", domain)
 
     # -- deliveries ----------------------------------------------------------
     def deliver(self, request: dict, chunks) -> Outcome:
@@ -135,7 +172,8 @@ class Service:
 
         if verdict.drop:
             _drain(chunks)
-            return self._done(queue_id, recipient, None, "2.0.0 discarded: alias expired (drop mode)")
+            return self._done(queue_id, recipient, None, "2.0.0 discarded: alias expired (drop mode)",
+                              forwarded=False)
         if verdict.kind is Kind.SRS_BOUNCE:
             return self._relay_bounce(queue_id, recipient, verdict.destinations[0], chunks, now)
         if verdict.alias is not None or verdict.kind is Kind.ROLE:
@@ -175,7 +213,8 @@ class Service:
         report = dsn.parse_report(raw, lambda a: a.rpartition("@")[2].lower() in domains)
         notice = dsn.build_notice(report, to=original, reporting_domain=self.policy.srs.domain, now=now)
         reply = self._send("", [original], not original.isascii(), [notice])
-        return self._done(queue_id, recipient, None, f"2.0.0 bounce relayed ({reply})")
+        return self._done(queue_id, recipient, None, f"2.0.0 bounce relayed ({reply})",
+                          forwarded=False)
 
     def _send(self, sender: str, recipients: list[str], utf8: bool, chunks) -> str:
         client = SmtpClient(*self.reinject, timeout=self.reinject_timeout, helo=self.helo)
@@ -185,16 +224,23 @@ class Service:
         finally:
             client.close()
 
-    def _done(self, queue_id, recipient, alias_id, text) -> Outcome:
-        """Record the delivery; after a 250 the answer is success, whatever happens here."""
+    def _done(self, queue_id, recipient, alias_id, text, forwarded=True) -> Outcome:
+        """Record the delivery; after a 250 the answer is success, whatever happens here.
+
+        The message was counted against its alias at RCPT time (reserve);
+        here the alias only learns when it was last used.
+        """
+        now = self.clock()
         try:
             with self.engine.begin() as conn:
                 store = Store(conn)
-                store.mark_delivered(queue_id, recipient.lower(), self.clock())
-                if alias_id is not None and not store.count_forwarded(alias_id, self.clock()):
-                    log.info("queue_id=%s alias %s passed its message limit meanwhile", queue_id, alias_id)
+                store.mark_delivered(queue_id, recipient.lower(), now)
+                if forwarded:
+                    store.add_event(recipient.rpartition("@")[2].lower(), "forwarded", now)
+                if alias_id is not None:
+                    store.touch_forwarded(alias_id, now)
         except Exception:
-            log.exception("queue_id=%s forwarded, but recording it failed (a retry could repeat it)",
+            log.exception("queue_id=%s done, but recording it failed (a retry could repeat it)",
                           queue_id)
         return Outcome(EX_OK, text)
 
