@@ -183,3 +183,80 @@ def test_database_unreachable_is_a_clear_error(tmp_path):
     config = write_config(tmp_path, "postgresql+psycopg://nobody@127.0.0.1:1/none")
     result = Cli(config)("domain", "list", ok=defaults.EXIT_DATABASE)
     assert "database error" in result.stderr
+
+
+def test_domain_defaults_apply_to_new_aliases(cli):
+    out = cli.json("domain", "set", "d.test", "--default-ttl", "3d", "--on-expiry", "drop",
+                   "--random-style", "words", "--warn-before", "1d")
+    assert out["changed"] is True and out["settings"]["default_ttl_seconds"] == 3 * 86400
+    assert cli.json("domain", "set", "d.test", "--default-ttl", "3d")["changed"] is False
+    alias = cli.json("alias", "add", "--random", "--domain", "d.test", "--to", "me@x.test")["alias"]
+    assert re.fullmatch(r"[a-z]+\.[a-z]+\.[a-z]+\d{4}@d\.test", alias["address"])
+    assert 3 * 86400 - 60 < alias["seconds_left"] <= 3 * 86400 and alias["on_expiry"] == "drop"
+    explicit = cli.json("alias", "add", "x", "--domain", "d.test", "--to", "me@x.test",
+                        "--expires", "2030-01-01", "--on-expiry", "reject")["alias"]
+    assert explicit["expires_at"] == "2030-01-01T00:00:00Z" and explicit["on_expiry"] == "reject"
+    cleared = cli.json("domain", "set", "d.test", "--default-ttl", "none")["settings"]
+    assert cleared["default_ttl_seconds"] is None and cleared["warn_before_seconds"] == 86400
+    assert "ttl" in cli("domain", "set", "d.test", "--default-ttl", "soon", ok=2).output
+
+
+def test_removed_address_is_quarantined(cli, tmp_path):
+    cli("alias", "add", "gone", "--domain", "d.test", "--to", "me@x.test")
+    cli("alias", "remove", "gone@d.test")
+    for args in (["alias", "add", "gone", "--domain", "d.test", "--to", "other@x.test"],
+                 ["alias", "ensure", "GONE@d.test", "--to", "other@x.test"]):
+        result = cli(*args, ok=1)
+        assert "quarantined until" in result.stderr
+    lines = tmp_path / "again.jsonl"
+    lines.write_text(json.dumps({"address": "gone@d.test", "to": "other@x.test"}) + "\n")
+    assert "quarantined" in cli("alias", "import", str(lines), ok=1).stderr
+    assert cli.json("resolve", "gone@d.test")["verdict"] == "unknown"
+
+
+def test_purge_removes_long_expired_aliases_only(cli):
+    cli("alias", "add", "ancient", "--domain", "d.test", "--to", "me@x.test", "--expires", "2020-01-01")
+    cli("alias", "add", "recent", "--domain", "d.test", "--to", "me@x.test", "--ttl", "1s")
+    cli("alias", "add", "live", "--domain", "d.test", "--to", "me@x.test")
+    dry = cli.json("purge", "--dry-run")
+    assert dry["removed"] == ["ancient@d.test"] and dry["changed"] is False
+    assert cli.json("alias", "show", "ancient@d.test")["alias"]["state"] == "expired"
+    assert cli.json("purge")["removed"] == ["ancient@d.test"]
+    assert cli.json("purge")["removed"] == []
+    left = [a["address"] for a in cli.json("alias", "list")["aliases"]]
+    assert left == ["live@d.test", "recent@d.test"]
+    assert "quarantined" in cli("alias", "add", "ancient", "--domain", "d.test", "--to", "me@x.test", ok=1).stderr
+
+
+def test_list_expiring_within(cli):
+    cli("alias", "add", "soon", "--domain", "d.test", "--to", "me@x.test", "--ttl", "2d")
+    cli("alias", "add", "later", "--domain", "d.test", "--to", "me@x.test", "--ttl", "10d")
+    cli("alias", "add", "never", "--domain", "d.test", "--to", "me@x.test")
+    out = cli.json("alias", "list", "--expiring-within", "3d")
+    assert [a["address"] for a in out["aliases"]] == ["soon@d.test"]
+
+
+def test_stats_json_and_prometheus_file(cli, tmp_path):
+    cli("alias", "add", "a", "--domain", "d.test", "--to", "me@x.test")
+    cli("alias", "add", "b", "--domain", "d.test", "--to", "me@x.test", "--expires", "2020-01-01")
+    cli("alias", "add", "c", "--domain", "d.test", "--to", "me@x.test")
+    cli("alias", "disable", "c@d.test")
+    [row] = cli.json("stats")["domains"]
+    assert row["aliases"] == {"active": 1, "expired": 1, "disabled": 1}
+    prom = tmp_path / "tmail.prom"
+    cli("stats", "--prometheus", str(prom))
+    assert 'tmail_aliases{domain="d.test",state="disabled"} 1' in prom.read_text()
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_notify_dry_run_lists_due_warnings(cli):
+    cli("domain", "set", "d.test", "--warn-before", "2d")
+    cli("alias", "add", "soon", "--domain", "d.test", "--to", "me@x.test", "--ttl", "1d")
+    cli("alias", "add", "later", "--domain", "d.test", "--to", "me@x.test", "--ttl", "5d")
+    assert cli.json("notify", "--dry-run")["due"] == ["soon@d.test"]
+
+
+def test_bad_lifecycle_configuration(tmp_path):
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/t.db", lifecycle={"quarantine": "forever"})
+    result = Cli(config)("purge", ok=defaults.EXIT_CONFIG)
+    assert "[lifecycle] quarantine" in result.stderr and "not a duration" in result.stderr

@@ -82,3 +82,15 @@ def test_percent_in_reply_text_is_escaped(service, monkeypatch):
     from tmail.core.verdict import Kind
     replies._BY_KIND[Kind.UNKNOWN] = odd
     assert drive(service, "a@b.test", "nobody@d.test")[1][2] == "100%% unknown"
+
+
+def test_a_new_domain_is_known_as_soon_as_postfix_tables_change(service, tmp_path):
+    table = tmp_path / "domains"
+    table.write_text("d.test OK\n")
+    service.domains_map = str(table)
+    assert drive(service, "a@b.test", "x@new.test")[0] == Milter.CONTINUE  # not ours yet
+    with service.engine.begin() as conn:
+        Store(conn).add_domain("new.test", NOW)
+    table.write_text("d.test OK\nnew.test OK\n")  # what `tmail domain add` does after its commit
+    code, reply = drive(service, "a@b.test", "x@new.test")
+    assert code == Milter.REJECT and reply[:2] == (replies.UNKNOWN_ALIAS.code, replies.UNKNOWN_ALIAS.xcode)

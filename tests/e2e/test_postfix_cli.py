@@ -52,11 +52,11 @@ def test_conflicting_setting_is_refused_without_force(mx):
 
 
 def test_adding_a_domain_updates_postfix_maps(mx):
-    mx.tmail("domain", "add", "new.test")
+    mx.tmail("domain", "add", "new.test", as_root=True)
     assert "new.test tmail:" in open(f"{mx.maps}/transport").read()
     out = postconf(mx, "-x", "-h", "transport_maps").strip()
     lookup = subprocess.run(["postmap", "-c", mx.conf, "-q", "new.test", out.split(",")[0].strip()],
                             capture_output=True, text=True)
     assert lookup.stdout.strip() == "tmail:"
-    mx.tmail("domain", "remove", "new.test")
+    mx.tmail("domain", "remove", "new.test", as_root=True)
     assert "new.test" not in open(f"{mx.maps}/transport").read()

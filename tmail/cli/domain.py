@@ -27,7 +27,14 @@ def add(app, name):
         raise CommandError(f"{name} is the SRS domain; it cannot also hold aliases")
     with app.store() as store:
         changed = store.add_domain(name, utcnow())
-        maps = sync_maps(app.config, store.domain_names())  # a failure rolls back
+        names = store.domain_names()
+    # Postfix learns of the domain only once the database has it: it never
+    # routes mail to tmail for a domain the milter does not know yet.
+    try:
+        maps = sync_maps(app.config, names)
+    except (CommandError, OSError) as exc:
+        raise CommandError(f"{name} was added, but Postfix's tables could not be written "
+                           f"({exc}); run `tmail postfix sync`") from None
     app.emit({"ok": True, "domain": name, "changed": changed, "postfix_maps": maps},
              f"added {name}" if changed else f"{name} exists already")
 
@@ -52,6 +59,8 @@ def remove(app, name, force):
     """Remove a domain; refused while it has aliases unless --force."""
     with app.store() as store:
         removed = store.remove_domain(name, force)
+        # Postfix stops routing the domain to tmail before the database
+        # forgets it; a failure here rolls the removal back.
         sync_maps(app.config, store.domain_names())
     app.emit({"ok": True, "domain": name, "changed": True, "aliases_removed": removed},
              f"removed {name}" + (f" and its {removed} alias(es)" if removed else ""))

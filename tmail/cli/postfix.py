@@ -58,6 +58,9 @@ class Postconf:
         self._run("postmap", "-c", self.dir, f"hash:{path}")
 
     def reload(self) -> bool:
+        """Reload a running Postfix; False if it is not running or we may not."""
+        if os.geteuid() != 0:
+            return False
         status = subprocess.run(["postfix", "-c", self.dir, "status"], capture_output=True)
         if status.returncode != 0:
             return False
@@ -83,8 +86,14 @@ def current_state(cfg, postconf: Postconf):
     return main, postconf.master()
 
 
-def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None) -> list[str]:
-    """Write tmail's lookup tables from the database; returns the ones changed."""
+def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
+              reload: bool = True) -> list[str]:
+    """Write tmail's lookup tables from the database; returns the ones changed.
+
+    A running Postfix is reloaded after a change: its daemons notice a
+    rebuilt hash table only after serving one more request from the old
+    one, and that request could be routed past tmail or refused as relay.
+    """
     directory = cfg["postfix"]["map_directory"]
     if not directory:
         return []
@@ -107,6 +116,9 @@ def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None) -> list
         os.replace(tmp + ".db", path + ".db")
         os.replace(tmp, path)
         changed.append(path)
+    if changed and reload and not postconf.reload():
+        click.echo("tmail: warning: Postfix's tables changed; run `postfix reload` (as root) "
+                   "so that all of its processes use them at once", err=True)
     return changed
 
 
@@ -137,7 +149,7 @@ def install(app, dry_run, force, no_reload):
     if not dry_run:
         with app.store() as store:
             domains = store.domain_names()
-        maps_changed = sync_maps(cfg, domains, postconf)
+        maps_changed = sync_maps(cfg, domains, postconf, reload=False)
         if changes:
             _backup(cfg["postfix"]["config_directory"])
         for change in changes:

@@ -37,9 +37,11 @@ def build_service(cfg):
     engine = make_engine(db["url"], db["busy_timeout_ms"], pool_size=10, max_overflow=20) \
         if not db["url"].startswith("sqlite") else make_engine(db["url"], db["busy_timeout_ms"])
     d = cfg["daemon"]
+    maps = cfg["postfix"]["map_directory"]
     return Service(engine, policy, (d["reinject_host"], d["reinject_port"]),
                    reinject_timeout=d["reinject_timeout_s"],
-                   max_received=d["max_received_headers"], helo=socket.getfqdn())
+                   max_received=d["max_received_headers"], helo=socket.getfqdn(),
+                   domains_map=os.path.join(maps, "domains") if maps else None)
 
 
 def run(cfg, log_file: str | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from datetime import datetime
@@ -55,7 +56,7 @@ class _Lookup:
 class Service:
     def __init__(self, engine, policy: Policy, reinject: tuple[str, int], *,
                  reinject_timeout: float = 60, max_received: int = 30,
-                 helo: str = "localhost", clock=utcnow):
+                 helo: str = "localhost", clock=utcnow, domains_map: str | None = None):
         self.engine = engine
         self.policy = policy
         self.reinject = reinject
@@ -65,15 +66,32 @@ class Service:
         self.clock = clock
         self._domains: frozenset[str] = frozenset()
         self._domains_at = float("-inf")
+        self._domains_stamp = None
+        # Postfix's own table of tmail's domains: when it changes, Postfix
+        # starts routing a new domain to us, so the cache must follow at once
+        # (a stale "not ours" would accept mail that could later only bounce).
+        self.domains_map = domains_map
         self._lock = threading.Lock()
 
     # -- verdicts ----------------------------------------------------------
+    def _map_stamp(self):
+        if not self.domains_map:
+            return None
+        try:
+            info = os.stat(self.domains_map)
+        except OSError:
+            return None
+        # tmail rewrites the table by rename: a new inode even within one clock tick.
+        return info.st_ino, info.st_size, info.st_mtime_ns
+
     def domains(self) -> frozenset[str]:
-        if time.monotonic() - self._domains_at > DOMAIN_CACHE_SECONDS:
+        stamp = self._map_stamp()
+        if (stamp != self._domains_stamp
+                or time.monotonic() - self._domains_at > DOMAIN_CACHE_SECONDS):
             with self.engine.connect().execution_options(readonly=True) as conn:
                 names = frozenset(Store(conn).domain_names())
             with self._lock:
-                self._domains, self._domains_at = names, time.monotonic()
+                self._domains, self._domains_at, self._domains_stamp = names, time.monotonic(), stamp
         return self._domains
 
     def verdict(self, recipient: str, sender: str, now: datetime | None = None) -> Verdict:

@@ -1,0 +1,179 @@
+"""The lifecycle of temporary addresses, through the real Postfix."""
+import json
+import secrets
+import smtplib
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from conftest_db import MARIA_ADMIN, PG_ADMIN
+from harness import Instance
+from sink import Sink
+from tmail.core import replies
+
+
+def message(subject: str) -> bytes:
+    return (f"From: alice@orig.test\r\nTo: x@d.test\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject}@orig.test>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nhi\r\n").encode()
+
+
+def rcpt_reply(mx, rcpt):
+    with smtplib.SMTP("127.0.0.1", mx.smtp_port, timeout=30) as client:
+        client.ehlo()
+        client.mail("alice@orig.test")
+        return client.rcpt(rcpt)
+
+
+def expired_reply():
+    return int(replies.EXPIRED.code), f"{replies.EXPIRED.xcode} {replies.EXPIRED.text}".encode()
+
+
+def test_idle_expiry_is_refused_at_rcpt(mx):
+    mx.tmail("alias", "add", "sleepy", "--domain", "d.test", "--to", "me@real.test", "--idle", "2s")
+    assert rcpt_reply(mx, "sleepy@d.test")[0] == 250
+    time.sleep(2.5)
+    assert rcpt_reply(mx, "sleepy@d.test") == expired_reply()
+
+
+def test_date_expiry_is_refused_at_rcpt(mx):
+    mx.tmail("alias", "add", "dated", "--domain", "d.test", "--to", "me@real.test", "--ttl", "2s")
+    time.sleep(2.5)
+    assert rcpt_reply(mx, "dated@d.test") == expired_reply()
+
+
+def test_drop_mode_discards_for_that_recipient_only(mx, sink):
+    mx.tmail("alias", "add", "dropme", "--domain", "d.test", "--to", "dropped@real.test",
+             "--expires", "2020-01-01", "--on-expiry", "drop")
+    mx.tmail("alias", "add", "keepme", "--domain", "d.test", "--to", "kept@real.test")
+    with smtplib.SMTP("127.0.0.1", mx.smtp_port) as client:
+        refused = client.sendmail("alice@orig.test", ["dropme@d.test", "keepme@d.test"], message("drop-and-keep"))
+    assert refused == {}  # the sender sees success for both
+    [msg] = sink.wait_for(lambda m: b"drop-and-keep" in m.data)
+    assert msg.rcpts == ["kept@real.test"]
+    time.sleep(2)
+    assert not sink.to("dropped@real.test")
+    assert "discarded: alias expired (drop mode)" in mx.tmail_log()
+
+
+def test_three_messages_allowed_five_sent(mx, sink):
+    mx.tmail("alias", "add", "three", "--domain", "d.test", "--to", "three@real.test", "--max-messages", "3")
+    outcomes = []
+    for i in range(5):
+        try:
+            with smtplib.SMTP("127.0.0.1", mx.smtp_port) as client:
+                client.sendmail("alice@orig.test", ["three@d.test"], message(f"three-{i}"))
+            outcomes.append("sent")
+        except smtplib.SMTPRecipientsRefused as exc:
+            outcomes.append(exc.recipients["three@d.test"])
+    assert outcomes == ["sent"] * 3 + [expired_reply()] * 2
+    sink.wait_for(lambda m: len(sink.to("three@real.test")) >= 3)
+    time.sleep(1)
+    assert len(sink.to("three@real.test")) == 3
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "mariadb"])
+def any_db(request, mx, sink):
+    """The session's instance (SQLite), or a private one on PostgreSQL or MariaDB."""
+    if request.param == "sqlite":
+        yield mx, sink
+        return
+    name = f"tmail_e2e_{secrets.token_hex(4)}"
+    admin_url = PG_ADMIN if request.param == "postgresql" else MARIA_ADMIN
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        if request.param == "postgresql":
+            conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+            url = f"{PG_ADMIN}?options=-csearch_path%3D{name}"
+        else:
+            conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+            url = MARIA_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    own_sink = Sink()
+    instance = Instance(own_sink.port, db_url=url)
+    try:
+        instance.setup()
+        yield instance, own_sink
+    finally:
+        instance.teardown()
+        own_sink.close()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE" if request.param == "postgresql"
+                                 else f"DROP DATABASE {name}")
+        admin.dispose()
+
+
+def test_twenty_at_once_to_an_alias_allowed_five(any_db):
+    mx, sink = any_db
+    local = f"race{secrets.token_hex(3)}"
+    mx.tmail("alias", "add", local, "--domain", "d.test", "--to", f"{local}@real.test", "--max-messages", "5")
+    start = threading.Barrier(20)
+    outcomes = []
+
+    def send(i):
+        with smtplib.SMTP("127.0.0.1", mx.smtp_port, timeout=60) as client:
+            client.ehlo()
+            start.wait()
+            try:
+                client.sendmail("alice@orig.test", [f"{local}@d.test"], message(f"{local}-{i}"))
+                outcomes.append("sent")
+            except smtplib.SMTPRecipientsRefused as exc:
+                outcomes.append(exc.recipients[f"{local}@d.test"])
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("sent") == 5, outcomes
+    assert outcomes.count(expired_reply()) == 15
+    sink.wait_for(lambda m: len(sink.to(f"{local}@real.test")) >= 5, timeout=60)
+    time.sleep(2)
+    assert len(sink.to(f"{local}@real.test")) == 5
+    shown = json.loads(mx.tmail("alias", "show", f"{local}@d.test", "--json").stdout)["alias"]
+    assert (shown["forwarded"], shown["refused"], shown["state"]) == (5, 15, "expired")
+
+
+def test_one_warning_then_none(mx, sink):
+    mx.tmail("domain", "set", "d.test", "--warn-before", "2d")
+    mx.tmail("alias", "add", "warnme", "--domain", "d.test", "--to", "owner@real.test", "--ttl", "1d")
+    try:
+        first = json.loads(mx.tmail("notify", "--json").stdout)
+        assert "warnme@d.test" in first["warned"]
+        [notice] = sink.wait_for(lambda m: m.rcpts == ["owner@real.test"])
+        assert b"Subject: Your address warnme@d.test expires on" in notice.data
+        assert b"tmail alias extend warnme@d.test" in notice.data
+        assert notice.mail_from == "postmaster@srs.fwd.test"
+        second = json.loads(mx.tmail("notify", "--json").stdout)
+        assert "warnme@d.test" not in second["warned"] and second["changed"] is False
+        time.sleep(1)
+        assert len(sink.to("owner@real.test")) == 1
+    finally:
+        mx.tmail("domain", "set", "d.test", "--warn-before", "none")
+
+
+def test_purge_and_reuse_protection(mx):
+    mx.tmail("alias", "add", "oldie", "--domain", "d.test", "--to", "me@real.test", "--expires", "2020-01-01")
+    purged = json.loads(mx.tmail("purge", "--json").stdout)
+    assert "oldie@d.test" in purged["removed"]
+    assert rcpt_reply(mx, "oldie@d.test")[0] == 550
+    again = mx.tmail("alias", "add", "oldie", "--domain", "d.test", "--to", "new@real.test", check=False)
+    assert again.returncode == 1 and "quarantined" in again.stderr
+
+
+def test_stats_agree_with_what_was_sent(mx, sink):
+    mx.tmail("domain", "add", "stats.test", as_root=True)  # as an admin would: Postfix is reloaded
+    mx.tmail("alias", "add", "s1", "--domain", "stats.test", "--to", "s1@real.test")
+    for i in range(3):
+        with smtplib.SMTP("127.0.0.1", mx.smtp_port) as client:
+            client.sendmail("alice@orig.test", ["s1@stats.test"], message(f"stats-{i}"))
+    for _ in range(2):
+        assert rcpt_reply(mx, "nobody@stats.test")[0] == 550
+    sink.wait_for(lambda m: len(sink.to("s1@real.test")) >= 3)
+    time.sleep(1)
+    stats = json.loads(mx.tmail("stats", "--json").stdout)
+    [row] = [r for r in stats["domains"] if r["domain"] == "stats.test"]
+    assert row["forwarded"] == {"24h": 3, "7d": 3} and row["refused"] == {"24h": 2, "7d": 2}
+    prom = mx.tmail("stats", "--prometheus", "-").stdout
+    assert 'tmail_messages{domain="stats.test",kind="forwarded",window="24h"} 3' in prom
+    assert 'tmail_messages{domain="stats.test",kind="refused",window="7d"} 2' in prom
