@@ -74,9 +74,12 @@ postfix status >/dev/null 2>&1 || postfix start >/dev/null 2>&1 || true
 
 # 6. The daemon: under systemd where it runs, else a plain background daemon.
 if [ -d /run/systemd/system ]; then
-  install -m 0644 "$SRC/systemd/tmail.service" /etc/systemd/system/tmail.service
+  for unit in tmail.service tmail-maintenance.service tmail-maintenance.timer; do
+    install -m 0644 "$SRC/systemd/$unit" "/etc/systemd/system/$unit"
+  done
   systemctl daemon-reload
-  systemctl enable -q tmail
+  systemctl enable -q tmail tmail-maintenance.timer
+  systemctl start tmail-maintenance.timer
   if [ -n "${changed_code:-}" ]; then systemctl restart tmail; else systemctl start tmail; fi
 else
   pidfile=/run/tmail/tmail.pid
@@ -89,6 +92,10 @@ else
     runuser -u tmail -- sh -c "cd / && nohup $PREFIX/venv/bin/tmail --config $ETC/tmail.toml daemon \
         --log-file $LOG/tmail.log >/dev/null 2>&1 & echo \$! > $pidfile"
     say "started the tmail daemon (pid $(cat $pidfile)); log: $LOG/tmail.log"
+  fi
+  # Without systemd, cron runs the daily upkeep.
+  if [ -d /etc/cron.d ] && [ ! -f /etc/cron.d/tmail ]; then
+    printf '%s\n' "17 4 * * * tmail $PREFIX/venv/bin/tmail --config $ETC/tmail.toml purge && $PREFIX/venv/bin/tmail --config $ETC/tmail.toml notify" > /etc/cron.d/tmail
   fi
 fi
 say "done. Check it: tmail postfix check"

@@ -61,6 +61,11 @@ def run(cfg, log_file: str | None = None) -> None:
     milter_path = socket_path(cfg, "milter_socket")
     os.makedirs(os.path.dirname(milter_path), exist_ok=True)
     Milter.factory = make_factory(service)
+    # A burst of smtpd processes connecting at once must not overflow the
+    # listen queue: a refused milter connection means default_action=accept,
+    # i.e. mail accepted unchecked.
+    import milter as libmilter
+    libmilter.setbacklog(256)
     os.umask(0o007)  # sockets: owner and group (postfix is in tmail's group)
     log.info("tmail daemon ready: milter %s, deliver %s, guard %s", milter_path,
              cfg["daemon"]["deliver_socket"], socket_path(cfg, "policy_socket"))
