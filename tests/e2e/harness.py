@@ -18,6 +18,11 @@ DELIVER = os.path.join(VENV_BIN, "tmail-deliver")
 SRS_DOMAIN = "srs.fwd.test"
 
 
+def smtp_reply(reply) -> tuple[int, bytes]:
+    """A named reply (tmail.core.replies) as smtplib reports it."""
+    return int(reply.code), f"{reply.xcode} {reply.text}".encode()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,8 +68,14 @@ class Instance:
     # -- set-up ------------------------------------------------------------
     def setup(self):
         os.makedirs(self.conf)
+        # Postfix's pristine defaults, not /etc/postfix: the host's own
+        # configuration (tmail installed on it, say) must not leak in.
         for path in ("main.cf", "master.cf"):
-            shutil.copy(f"/etc/postfix/{path}", f"{self.conf}/{path}")
+            shutil.copy(f"/usr/share/postfix/{path}.dist", f"{self.conf}/{path}")
+        # .dist leaves these empty for the packager to fill in.
+        for name in ("debugger_command", "sendmail_path", "newaliases_path", "mailq_path",
+                     "html_directory", "manpage_directory", "sample_directory", "readme_directory"):
+            subprocess.run(["postconf", "-c", self.conf, "-X", name], check=True)
         os.makedirs(f"{self.base}/data")
         os.makedirs(self.queue)
         shutil.chown(f"{self.base}/data", "postfix")
@@ -80,7 +91,7 @@ class Instance:
             "smtp_tls_security_level=none", "smtpd_tls_security_level=none",
             f"maillog_file={self.base}/maillog", "smtputf8_enable=yes",
             "message_size_limit=30000000", "compatibility_level=3.6",
-            "queue_run_delay=1s", "minimal_backoff_time=1s", "maximal_backoff_time=2s",
+            "setgid_group=postdrop", "mail_owner=postfix", "queue_run_delay=1s", "minimal_backoff_time=1s", "maximal_backoff_time=2s",
             "smtpd_relay_restrictions=permit_mynetworks,reject_unauth_destination",
             "relay_domains=", "smtp_connection_cache_on_demand=no",
             "default_destination_concurrency_limit=50", "header_size_limit=1024000",

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from conftest_db import MARIA_ADMIN, PG_ADMIN
-from harness import Instance
+from harness import Instance, smtp_reply
 from sink import Sink
 from tmail.core import replies
 
@@ -27,7 +27,7 @@ def rcpt_reply(mx, rcpt):
 
 
 def expired_reply():
-    return int(replies.EXPIRED.code), f"{replies.EXPIRED.xcode} {replies.EXPIRED.text}".encode()
+    return smtp_reply(replies.EXPIRED)
 
 
 def test_idle_expiry_is_refused_at_rcpt(mx):
