@@ -1,7 +1,6 @@
 """Shared fixtures: a real database of each kind, a config file, the CLI."""
 from __future__ import annotations
 
-import os
 import secrets
 
 import pytest

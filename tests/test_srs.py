@@ -1,5 +1,4 @@
 import string
-import time
 
 import pytest
 import srslib

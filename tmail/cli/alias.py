@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import click
 
 from .. import defaults
 from ..core import aliases as rules_mod
-from ..core.address import AddressError, normalise_domain, parse_address
 from ..core.durations import format_duration, utcnow
 from ..core.verdict import AliasRecord
 from .app import CommandError, UsageError, json_option, pass_app
@@ -259,4 +257,4 @@ def remove(app, address):
 
 COMMANDS = [alias]
 
-from . import alias_bulk  # noqa: E402  (registers ensure and import on the group)
+from . import alias_bulk  # noqa: E402,F401  (registers ensure and import on the group)

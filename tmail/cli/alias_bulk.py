@@ -7,7 +7,7 @@ import json
 import click
 
 from ..core import aliases as rules_mod
-from ..core.address import AddressError, check_text, normalise_domain, parse_address, parse_block_pattern
+from ..core.address import AddressError, check_text, parse_address, parse_block_pattern
 from ..core.durations import parse_duration, parse_when, utcnow
 from .alias import _settings, alias, alias_rules, check_not_quarantined, settings_options
 from .app import CommandError, UsageError, json_option, pass_app

@@ -8,7 +8,6 @@ import secrets
 import click
 
 from .. import config as config_mod
-from .. import defaults
 from ..core.address import normalise_domain, parse_address
 from .app import CommandError, json_option, pass_app
 

@@ -14,9 +14,8 @@ import threading
 import time
 from datetime import datetime
 
-from .. import defaults
 from ..core import dsn
-from ..core.address import AddressError, parse_address, parse_sender
+from ..core.address import parse_sender
 from ..core.durations import utcnow
 from ..core.resolve import Policy, resolve
 from ..core.verdict import Kind, OnExpiry, Verdict, expiry_reason
