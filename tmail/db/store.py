@@ -288,9 +288,13 @@ class Store:
                           .where(aliases.c.id == alias_id, aliases.c.forwarded > 0)
                           .values(forwarded=aliases.c.forwarded - 1))
 
-    def touch_forwarded(self, alias_id: int, now: datetime) -> None:
-        self.conn.execute(aliases.update().where(aliases.c.id == alias_id)
-                          .values(last_forwarded_at=to_db(now)))
+    def touch_forwarded(self, alias_id: int, now: datetime, count: bool = False) -> None:
+        """Note when the alias was last used (and count the message, for an
+        alias without a limit, which reserve() did not count)."""
+        values = {"last_forwarded_at": to_db(now)}
+        if count:
+            values["forwarded"] = aliases.c.forwarded + 1
+        self.conn.execute(aliases.update().where(aliases.c.id == alias_id).values(**values))
 
     def count_refused(self, alias_id: int) -> None:
         self.conn.execute(aliases.update().where(aliases.c.id == alias_id)

@@ -38,8 +38,11 @@ class TmailMilter(Milter.Base):
 
     def envrcpt(self, recipient, *params):
         rcpt = _unbracket(recipient)
+        if self.service.surely_foreign(rcpt):  # other mail: no database, no thread hand-off
+            log.info("rcpt=<%s> from=<%s> verdict=not-ours reason=not a tmail domain", rcpt, self.sender)
+            return Milter.CONTINUE
         try:
-            verdict = self.service.reserve(self.service.verdict(rcpt, self.sender))
+            verdict = self.service.run(self.service.checked_verdict, rcpt, self.sender)
         except AddressError as exc:
             log.info("rcpt=<%s> from=<%s> verdict=malformed reason=%s", rcpt, self.sender, exc)
             self.setreply("501", "5.1.3", "Bad recipient address syntax")
@@ -48,8 +51,9 @@ class TmailMilter(Milter.Base):
             log.exception("rcpt=<%s> from=<%s> verdict=tempfail (internal error)", rcpt, self.sender)
             self.setreply(TEMPFAIL.code, TEMPFAIL.xcode, TEMPFAIL.text)
             return Milter.TEMPFAIL
-        if verdict.kind is Kind.FORWARD and verdict.alias is not None:
-            self.reserved.append(verdict.alias.id)
+        if verdict.kind is Kind.FORWARD and verdict.alias is not None \
+                and verdict.alias.max_messages is not None:
+            self.reserved.append(verdict.alias.id)  # counted by reserve()
         reply = reply_for(verdict)
         log.info("rcpt=<%s> from=<%s> verdict=%s reason=%s%s", rcpt, self.sender,
                  verdict.kind.value, verdict.reason, " (drop)" if verdict.drop else "")
@@ -67,14 +71,13 @@ class TmailMilter(Milter.Base):
         return Milter.CONTINUE
 
     def abort(self):
-        self.service.release(self.reserved)
-        self.reserved.clear()
+        if self.reserved:
+            self.service.run(self.service.release, list(self.reserved))
+            self.reserved.clear()
         return Milter.CONTINUE
 
     def close(self):
-        self.service.release(self.reserved)
-        self.reserved.clear()
-        return Milter.CONTINUE
+        return self.abort()
 
 
 def make_factory(service):

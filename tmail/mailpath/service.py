@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from ..core import dsn
@@ -71,6 +72,18 @@ class Service:
         # (a stale "not ours" would accept mail that could later only bounce).
         self.domains_map = domains_map
         self._lock = threading.Lock()
+        # Database work runs on threads Python made, not on libmilter's own
+        # threads: under load, SQLAlchemy's deep call stacks on libmilter's
+        # threads crashed the interpreter (SIGSEGV, seen in the benchmark).
+        self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="tmail-db")
+
+    def run(self, fn, *args):
+        """Run fn(*args) on the service's own threads and wait for it."""
+        return self._pool.submit(fn, *args).result()
+
+    def checked_verdict(self, recipient: str, sender: str) -> Verdict:
+        """The milter's question: the verdict, with the message counted."""
+        return self.reserve(self.verdict(recipient, sender))
 
     # -- verdicts ----------------------------------------------------------
     def _map_stamp(self):
@@ -82,6 +95,16 @@ class Service:
             return None
         # tmail rewrites the table by rename: a new inode even within one clock tick.
         return info.st_ino, info.st_size, info.st_mtime_ns
+
+    def surely_foreign(self, recipient: str) -> bool:
+        """True when the cached domain list, still fresh, says the recipient
+        is not tmail's: the milter then answers without leaving its thread."""
+        if (self._map_stamp() != self._domains_stamp
+                or time.monotonic() - self._domains_at > DOMAIN_CACHE_SECONDS):
+            return False
+        domain = recipient.rpartition("@")[2].strip(">").lower()
+        srs_domain = self.policy.srs.domain if self.policy.srs else None
+        return domain.isascii() and domain not in self._domains and domain != srs_domain
 
     def domains(self) -> frozenset[str]:
         stamp = self._map_stamp()
@@ -117,6 +140,8 @@ class Service:
         """
         if verdict.kind is not Kind.FORWARD or verdict.alias is None:
             return verdict
+        if verdict.alias.max_messages is None:
+            return verdict  # no limit to race for: counted at delivery, one write fewer
         with self.engine.begin() as conn:
             if Store(conn).reserve(verdict.alias.id):
                 return verdict
@@ -221,8 +246,9 @@ class Service:
         utf8 = (not envelope_sender.isascii() or not all(d.isascii() for d in dests)
                 or not header.isascii())
         reply = self._send(envelope_sender, list(dests), utf8, _chain([header], body))
-        alias_id = verdict.alias.id if verdict.alias is not None else None
-        return self._done(queue_id, recipient, alias_id, f"2.0.0 forwarded ({reply})")
+        alias = verdict.alias
+        return self._done(queue_id, recipient, alias.id if alias else None, f"2.0.0 forwarded ({reply})",
+                          limited=bool(alias and alias.max_messages is not None))
 
     def _relay_bounce(self, queue_id, recipient, original, chunks, now) -> Outcome:
         raw = _read_capped(chunks, MAX_BOUNCE_BYTES)
@@ -241,11 +267,11 @@ class Service:
         finally:
             client.close()
 
-    def _done(self, queue_id, recipient, alias_id, text, forwarded=True) -> Outcome:
+    def _done(self, queue_id, recipient, alias_id, text, forwarded=True, limited=False) -> Outcome:
         """Record the delivery; after a 250 the answer is success, whatever happens here.
 
-        The message was counted against its alias at RCPT time (reserve);
-        here the alias only learns when it was last used.
+        A message to an alias with a message limit was counted at RCPT time
+        (reserve); any other is counted here.
         """
         now = self.clock()
         try:
@@ -255,7 +281,7 @@ class Service:
                 if forwarded:
                     store.add_event(recipient.rpartition("@")[2].lower(), "forwarded", now)
                 if alias_id is not None:
-                    store.touch_forwarded(alias_id, now)
+                    store.touch_forwarded(alias_id, now, count=not limited)
         except Exception:
             log.exception("queue_id=%s done, but recording it failed (a retry could repeat it)",
                           queue_id)
