@@ -260,3 +260,10 @@ def test_bad_lifecycle_configuration(tmp_path):
     config = write_config(tmp_path, f"sqlite:///{tmp_path}/t.db", lifecycle={"quarantine": "forever"})
     result = Cli(config)("purge", ok=defaults.EXIT_CONFIG)
     assert "[lifecycle] quarantine" in result.stderr and "not a duration" in result.stderr
+
+
+def test_errors_in_json_mode_are_json_too(cli):
+    result = cli("alias", "show", "nobody@d.test", "--json", ok=defaults.EXIT_ERROR)
+    assert json.loads(result.stdout) == {"ok": False, "error": "no alias nobody@d.test"}
+    result = cli("alias", "add", "--domain", "d.test", "--to", "me@x.test", "--json", ok=defaults.EXIT_USAGE)
+    assert json.loads(result.stdout)["ok"] is False and "LOCAL" in result.stderr

@@ -86,6 +86,8 @@ class TmailGroup(click.Group):
 
         try:
             return super().invoke(ctx)
+        except CommandError as exc:
+            fail(exc.message, exc.exit_code)
         except config_mod.ConfigError as exc:
             fail(str(exc), defaults.EXIT_CONFIG)
         except AddressError as exc:
