@@ -32,6 +32,7 @@ class TmailMilter(Milter.Base):
         self.sender = ""
         self.reserved: list[int] = []   # aliases counted for the current message
 
+    @Milter.noreply  # never refuses a sender: Postfix need not wait for an answer
     def envfrom(self, sender, *params):
         self.sender = _unbracket(sender)
         return Milter.CONTINUE
