@@ -96,20 +96,25 @@ class Service:
         # tmail rewrites the table by rename: a new inode even within one clock tick.
         return info.st_ino, info.st_size, info.st_mtime_ns
 
+    def _stale(self, stamp) -> bool:
+        return (stamp != self._domains_stamp
+                or time.monotonic() - self._domains_at > DOMAIN_CACHE_SECONDS)
+
+    def _foreign(self, recipient: str, domains: frozenset[str]) -> bool:
+        """Not one of tmail's domains nor the SRS domain (an IDNA U-label
+        goes the long way, through the core's normalisation)."""
+        domain = recipient.rpartition("@")[2].strip(">").lower()
+        srs_domain = self.policy.srs.domain if self.policy.srs else None
+        return domain.isascii() and domain not in domains and domain != srs_domain
+
     def surely_foreign(self, recipient: str) -> bool:
         """True when the cached domain list, still fresh, says the recipient
         is not tmail's: the milter then answers without leaving its thread."""
-        if (self._map_stamp() != self._domains_stamp
-                or time.monotonic() - self._domains_at > DOMAIN_CACHE_SECONDS):
-            return False
-        domain = recipient.rpartition("@")[2].strip(">").lower()
-        srs_domain = self.policy.srs.domain if self.policy.srs else None
-        return domain.isascii() and domain not in self._domains and domain != srs_domain
+        return not self._stale(self._map_stamp()) and self._foreign(recipient, self._domains)
 
     def domains(self) -> frozenset[str]:
         stamp = self._map_stamp()
-        if (stamp != self._domains_stamp
-                or time.monotonic() - self._domains_at > DOMAIN_CACHE_SECONDS):
+        if self._stale(stamp):
             with self.engine.connect().execution_options(readonly=True) as conn:
                 names = frozenset(Store(conn).domain_names())
             with self._lock:
@@ -121,14 +126,12 @@ class Service:
         database errors as they are (the milter turns them into 451)."""
         now = now or self.clock()
         domains = self.domains()
-        rcpt_domain = recipient.rpartition("@")[2].strip(">").lower()
-        srs_domain = self.policy.srs.domain if self.policy.srs else None
-        if rcpt_domain not in domains and rcpt_domain != srs_domain and rcpt_domain.isascii():
+        if self._foreign(recipient, domains):
             return Verdict(Kind.NOT_OURS, "not a tmail domain")  # no database round trip
         with self.engine.connect().execution_options(readonly=True) as conn:
             verdict = resolve(_Lookup(Store(conn), domains), self.policy, recipient, sender, now)
         if not verdict.accepts:
-            self._record_refusal(verdict, rcpt_domain, now)
+            self._record_refusal(verdict, recipient.rpartition("@")[2].strip(">").lower(), now)
         return verdict
 
     def reserve(self, verdict: Verdict, now: datetime | None = None) -> Verdict:
