@@ -53,8 +53,6 @@ _LOOKUP = (
     .where(domains.c.name == sa.bindparam("domain"), aliases.c.local_key == sa.bindparam("key"))
     .order_by(destinations.c.id, blocked_senders.c.pattern)
 )
-_DESTS = sa.select(destinations.c.address).where(destinations.c.alias_id == sa.bindparam("id")).order_by(destinations.c.id)
-_BLOCKS = sa.select(blocked_senders.c.pattern).where(blocked_senders.c.alias_id == sa.bindparam("id")).order_by(blocked_senders.c.pattern)
 
 
 class Store:
@@ -115,10 +113,8 @@ class Store:
         return count
 
     # -- aliases ---------------------------------------------------------
-    def _record(self, row, dests=None, blocks=None) -> AliasRecord:
-        if dests is None:
-            dests = tuple(self.conn.execute(_DESTS, {"id": row.id}).scalars())
-            blocks = tuple(self.conn.execute(_BLOCKS, {"id": row.id}).scalars())
+    @staticmethod
+    def _record(row, dests: tuple, blocks: tuple) -> AliasRecord:
         return AliasRecord(
             id=row.id, local=row.local, domain=row.domain, destinations=dests,
             enabled=bool(row.enabled), created_at=from_db(row.created_at),
@@ -242,25 +238,20 @@ class Store:
         self.conn.execute(aliases.delete().where(aliases.c.id == record.id))
 
     def list_aliases(self, where: AliasFilter, now: datetime) -> list[AliasRecord]:
-        query = (sa.select(aliases, domains.c.name.label("domain"))
-                 .join(domains, domains.c.id == aliases.c.domain_id)
-                 .order_by(domains.c.name, aliases.c.local_key))
+        conditions = []
         if where.domain:
-            query = query.where(domains.c.name == where.domain)
+            conditions.append(domains.c.name == where.domain)
         if where.expiring_within is not None:
-            query = query.where(aliases.c.enabled == sa.true(),
-                                aliases.c.expires_at > to_db(now),
-                                aliases.c.expires_at <= to_db(now + where.expiring_within))
+            conditions += [aliases.c.enabled == sa.true(), aliases.c.expires_at > to_db(now),
+                           aliases.c.expires_at <= to_db(now + where.expiring_within)]
         if where.destination:
-            query = query.where(aliases.c.id.in_(
+            conditions.append(aliases.c.id.in_(
                 sa.select(destinations.c.alias_id).where(destinations.c.address == where.destination)))
         if where.state == "disabled":
-            query = query.where(aliases.c.enabled == sa.false())
+            conditions.append(aliases.c.enabled == sa.false())
         elif where.state in ("active", "expired"):
-            query = query.where(aliases.c.enabled == sa.true())
-        rows = self.conn.execute(query).all()
-        children = self._children([row.id for row in rows])
-        records = [self._record(row, *children[row.id]) for row in rows]
+            conditions.append(aliases.c.enabled == sa.true())
+        records = self._records_where(*conditions)
         if where.state in ("active", "expired"):
             wanted = where.state == "expired"
             records = [r for r in records if (expiry_reason(r, now) is not None) == wanted]
