@@ -103,7 +103,7 @@ class Service:
     def _foreign(self, recipient: str, domains: frozenset[str]) -> bool:
         """Not one of tmail's domains nor the SRS domain (an IDNA U-label
         goes the long way, through the core's normalisation)."""
-        domain = recipient.rpartition("@")[2].strip(">").lower()
+        domain = _domain_of(recipient)
         srs_domain = self.policy.srs.domain if self.policy.srs else None
         return domain.isascii() and domain not in domains and domain != srs_domain
 
@@ -131,7 +131,7 @@ class Service:
         with self.engine.connect().execution_options(readonly=True) as conn:
             verdict = resolve(_Lookup(Store(conn), domains), self.policy, recipient, sender, now)
         if not verdict.accepts:
-            self._record_refusal(verdict, recipient.rpartition("@")[2].strip(">").lower(), now)
+            self._record_refusal(verdict, _domain_of(recipient), now)
         return verdict
 
     def reserve(self, verdict: Verdict, now: datetime | None = None) -> Verdict:
@@ -210,10 +210,10 @@ class Service:
         now = self.clock()
         with self.engine.connect().execution_options(readonly=True) as conn:
             store = Store(conn)
-            verdict = resolve(_Lookup(store, self.domains()), self.policy, recipient, sender_text, now)
             if store.delivered(queue_id, recipient.lower()):
                 _drain(chunks)
                 return Outcome(EX_OK, "2.0.0 already forwarded (duplicate delivery attempt)")
+            verdict = resolve(_Lookup(store, self.domains()), self.policy, recipient, sender_text, now)
 
         if verdict.drop:
             _drain(chunks)
@@ -256,7 +256,7 @@ class Service:
     def _relay_bounce(self, queue_id, recipient, original, chunks, now) -> Outcome:
         raw = _read_capped(chunks, MAX_BOUNCE_BYTES)
         domains = self.domains()
-        report = dsn.parse_report(raw, lambda a: a.rpartition("@")[2].lower() in domains)
+        report = dsn.parse_report(raw, lambda a: _domain_of(a) in domains)
         notice = dsn.build_notice(report, to=original, reporting_domain=self.policy.srs.domain, now=now)
         reply = self._send("", [original], not original.isascii(), [notice])
         return self._done(queue_id, recipient, None, f"2.0.0 bounce relayed ({reply})",
@@ -282,13 +282,17 @@ class Service:
                 store = Store(conn)
                 store.mark_delivered(queue_id, recipient.lower(), now)
                 if forwarded:
-                    store.add_event(recipient.rpartition("@")[2].lower(), "forwarded", now)
+                    store.add_event(_domain_of(recipient), "forwarded", now)
                 if alias_id is not None:
                     store.touch_forwarded(alias_id, now, count=not limited)
         except Exception:
             log.exception("queue_id=%s done, but recording it failed (a retry could repeat it)",
                           queue_id)
         return Outcome(EX_OK, text)
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].strip(">").lower()
 
 
 def _chain(first, rest):
