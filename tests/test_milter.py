@@ -1,4 +1,5 @@
 """The milter adapter driven by pymilter's TestCtx (no MTA), on a real SQLite store."""
+import socket
 from datetime import datetime, timezone
 
 import Milter
@@ -32,15 +33,43 @@ def service(tmp_path):
     return Service(engine, policy, ("127.0.0.1", 1), clock=lambda: NOW)
 
 
-def drive(service, sender, rcpt):
+def connected(service, helo="mx.b.test", ip="192.0.2.7"):
+    """A TestCtx past CONNECT and HELO (TestCtx._connect would close the
+    connection on the NOREPLY that a no-reply callback returns)."""
     ctx = MilterCtx()
     Milter.factory = make_factory(service)
-    assert ctx._connect() == Milter.CONTINUE
+    ctx._negotiate()
+    assert Milter.connect_callback(ctx, "client.b.test", socket.AF_INET, ip) == Milter.NOREPLY
+    assert ctx.getpriv().hello(helo) == Milter.NOREPLY
+    return ctx
+
+
+def drive(service, sender, rcpt):
+    ctx = connected(service)
     assert ctx._envfrom(f"<{sender}>") in (Milter.CONTINUE, Milter.NOREPLY)
     return ctx._envrcpt(f"<{rcpt}>"), ctx._reply
 
 
-def test_negotiates_only_mail_and_rcpt(service):
+def test_spf_result_is_recorded_only_for_tmail_mail(service):
+    from io import BytesIO
+
+    from tmail.core.authresults import Spf
+    asked = []
+    service.spf_check = lambda ip, sender, helo: asked.append((ip, sender, helo)) or Spf("pass", sender, helo)
+    service.authserv_id = "mx.d.test"
+    for rcpt, expected in (("shop@d.test", "mx.d.test; spf=pass smtp.mailfrom=a@b.test"),
+                           ("x@elsewhere.test", None)):
+        ctx = connected(service)
+        ctx._envfrom("<a@b.test>")
+        assert ctx._envrcpt(f"<{rcpt}>") == Milter.CONTINUE
+        ctx._msg = {}
+        ctx._body = BytesIO()
+        assert ctx._eom() == Milter.CONTINUE
+        assert ctx._msg.get("Authentication-Results") == expected
+    assert asked == [("192.0.2.7", "a@b.test", "mx.b.test")]
+
+
+def test_negotiates_only_what_it_uses(service):
     # The MTA offers to skip every step; pymilter clears the bits of the
     # steps the class wants. What is left set is skipped.
     offered = 0
@@ -48,11 +77,14 @@ def test_negotiates_only_mail_and_rcpt(service):
         for bit in pair:
             offered |= bit
     skipped = offered & ~make_factory(service).protocol_mask()
-    for step in (Milter.P_NOCONNECT, Milter.P_NOHELO, Milter.P_NOHDRS, Milter.P_NOBODY,
-                 Milter.P_NOEOH, Milter.P_NODATA, Milter.P_NOUNKNOWN):
+    for step in (Milter.P_NOHDRS, Milter.P_NOBODY, Milter.P_NOEOH, Milter.P_NODATA, Milter.P_NOUNKNOWN):
         assert skipped & step
-    assert not skipped & Milter.P_NOMAIL and not skipped & Milter.P_NORCPT
-    assert skipped & Milter.P_NR_MAIL and not skipped & Milter.P_NR_RCPT  # no reply awaited to MAIL
+    for step in (Milter.P_NOCONNECT, Milter.P_NOHELO, Milter.P_NOMAIL, Milter.P_NORCPT):
+        assert not skipped & step
+    # no reply awaited to CONNECT, HELO and MAIL: only RCPT costs a round trip
+    for step in (Milter.P_NR_CONN, Milter.P_NR_HELO, Milter.P_NR_MAIL):
+        assert skipped & step
+    assert not skipped & Milter.P_NR_RCPT
 
 
 def test_accepts_active_and_foreign_recipients(service):

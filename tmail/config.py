@@ -33,6 +33,7 @@ _RANGES = {
     ("daemon", "reinject_port"): (1, 65535),
     ("daemon", "reinject_timeout_s"): (1, 3600),
     ("daemon", "max_received_headers"): (5, 200),
+    ("dns", "timeout_s"): (1, 60),
 }
 
 
@@ -46,6 +47,18 @@ class Config:
 
     def duration(self, section: str, key: str):
         return parse_duration(self.data[section][key])
+
+    @property
+    def authserv_id(self) -> str:
+        return self.data["dkim"]["authserv_id"] or self.data["srs"]["domain"] or "localhost"
+
+    def resolver(self):
+        from .resolver import Resolver, parse_servers
+        return Resolver(parse_servers(self.data["dns"]["servers"]), self.data["dns"]["timeout_s"])
+
+    def key_store(self):
+        from .keys import KeyStore
+        return KeyStore(self.data["dkim"]["key_directory"], self.data["postfix"]["pipe_user"])
 
     @property
     def notice_from(self) -> str:
@@ -106,6 +119,18 @@ def _check_value(path: str, section: str, key: str, value, default):
             value = str(parse_address(value))
         except AddressError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+    if (section, key) == ("dns", "servers"):
+        from .resolver import parse_servers
+        try:
+            parse_servers(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: expected IP addresses with optional ports "
+                              f"('127.0.0.1:5353, ::1'): {exc}") from None
+    if (section, key) == ("dkim", "authserv_id") and value:
+        try:
+            value = normalise_domain(value)
+        except AddressError as exc:
+            raise ConfigError(f"{where}: expected a host or domain name: {exc}") from None
     if (section, key) == ("aliases", "recipient_delimiter") and len(value) > 1:
         raise ConfigError(f"{where}: expected a single character or an empty string")
     return value

@@ -48,6 +48,23 @@ DEFAULTS = {
         "max_received_headers": 30,
         "log_level": "info",
     },
+    "dkim": {
+        # Private keys, one directory per domain (`tmail dkim keygen` writes them).
+        "key_directory": "/etc/tmail/dkim",
+        # Sign forwarded mail, relayed bounces and notices with the sending
+        # domain's active selector; seal forwarded mail with ARC.
+        "sign": True,
+        "arc_seal": True,
+        # The authserv-id of tmail's Authentication-Results ("" = the SRS domain).
+        "authserv_id": "",
+        # Check the connecting client's SPF for mail to tmail's addresses.
+        "check_spf": True,
+    },
+    "dns": {
+        # "" = the system's resolvers (/etc/resolv.conf); else "host[:port], ...".
+        "servers": "",
+        "timeout_s": 5,
+    },
     "lifecycle": {
         # `tmail purge` removes aliases expired for longer than this ...
         "purge_grace": "30d",

@@ -45,6 +45,8 @@ def settings_options(func):
         click.option("--on-expiry", type=click.Choice(["reject", "drop"]),
                      help="Once expired: refuse mail (550 5.2.1) or accept and discard it."),
         click.option("--note", type=TEXT, help="A note for the admin."),
+        click.option("--from-rewrite", type=click.Choice(["never", "when-needed", "always", "domain"]),
+                     help="DMARC-safe From rewriting for this alias ('domain': the domain's setting)."),
         click.option("--allow-tmail-destination", is_flag=True,
                      help="Allow a destination at one of tmail's own domains."),
     ]

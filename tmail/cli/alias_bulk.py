@@ -89,7 +89,7 @@ def ensure(app, address, to, enabled, blocked, no_blocks, absent, allow_tmail_de
 
 
 _IMPORT_KEYS = {"address", "to", "ttl", "expires", "max_messages", "idle", "on_expiry",
-                "note", "enabled", "blocked_senders", "state"}
+                "note", "enabled", "blocked_senders", "state", "from_rewrite"}
 
 
 def parse_line(number: int, line: str) -> Spec:
@@ -124,13 +124,17 @@ def parse_line(number: int, line: str) -> Spec:
         on_expiry = item.get("on_expiry")
         if on_expiry not in (None, "reject", "drop"):
             raise ValueError("'on_expiry' must be reject or drop")
+        from_rewrite = item.get("from_rewrite")
+        if from_rewrite not in (None, "never", "when-needed", "always", "domain"):
+            raise ValueError("'from_rewrite' must be never, when-needed, always or domain")
         note = item.get("note")
         if note is not None:
             check_text(_str(item, "note"), "note")
         settings = rules_mod.Settings(
             ttl=_opt(item, "ttl", parse_duration), expires=_opt(item, "expires", parse_when),
             max_messages=max_messages, idle=_opt(item, "idle", parse_duration),
-            on_expiry=on_expiry, note=note, enabled=enabled, blocked=blocked)
+            on_expiry=on_expiry, note=note, enabled=enabled, blocked=blocked,
+            from_rewrite=from_rewrite)
         if state == "present" and not to:
             raise ValueError("'to' is required")
         return Spec(address.local, address.domain, tuple(to), settings, state == "present")

@@ -6,6 +6,7 @@ import dataclasses
 import click
 
 from ..core.durations import format_duration, utcnow
+from ..core.fromrewrite import DEFAULT_MODE as FROM_REWRITE_DEFAULT
 from ..core.verdict import OnExpiry
 from .app import CommandError, json_option, pass_app
 from .postfix import sync_maps
@@ -70,14 +71,16 @@ def _settings_json(settings) -> dict:
     seconds = lambda v: int(v.total_seconds()) if v else None  # noqa: E731
     return {"default_ttl_seconds": seconds(settings.ttl), "default_idle_seconds": seconds(settings.idle),
             "default_on_expiry": settings.on_expiry.value if settings.on_expiry else None,
-            "random_style": settings.random_style, "warn_before_seconds": seconds(settings.warn_before)}
+            "random_style": settings.random_style, "warn_before_seconds": seconds(settings.warn_before),
+            "from_rewrite": settings.from_rewrite or FROM_REWRITE_DEFAULT}
 
 
 def _settings_text(name, settings) -> str:
     show = lambda v: format_duration(v) if v else "-"  # noqa: E731
     return (f"{name}: default ttl {show(settings.ttl)}, default idle {show(settings.idle)}, "
             f"on expiry {settings.on_expiry.value if settings.on_expiry else '-'}, "
-            f"random style {settings.random_style or '-'}, warn before {show(settings.warn_before)}")
+            f"random style {settings.random_style or '-'}, warn before {show(settings.warn_before)}, "
+            f"from rewrite {settings.from_rewrite or FROM_REWRITE_DEFAULT}")
 
 
 @domain.command("show")
@@ -102,12 +105,14 @@ def show(app, name):
               help="Style of random local parts.")
 @click.option("--warn-before", type=DURATION_OR_NONE,
               help="Warn the owner this long before expiry (off: 'none').")
+@click.option("--from-rewrite", type=click.Choice(["never", "when-needed", "always"]),
+              help="DMARC-safe From rewriting for the domain's aliases (default when-needed).")
 @json_option
 @pass_app
-def set_(app, name, default_ttl, default_idle, on_expiry, random_style, warn_before):
+def set_(app, name, default_ttl, default_idle, on_expiry, random_style, warn_before, from_rewrite):
     """Set a domain's defaults; options not given stay as they are."""
     given = {"ttl": default_ttl, "idle": default_idle, "on_expiry": on_expiry,
-             "random_style": random_style, "warn_before": warn_before}
+             "random_style": random_style, "warn_before": warn_before, "from_rewrite": from_rewrite}
     changes = {k: (None if v == "none" else v) for k, v in given.items() if v is not None}
     if "on_expiry" in changes and changes["on_expiry"]:
         changes["on_expiry"] = OnExpiry(changes["on_expiry"])

@@ -79,6 +79,7 @@ class Settings:
     note: str | None = None
     enabled: bool | None = None
     blocked: tuple[str, ...] | None = None
+    from_rewrite: str | None = None     # a mode, or "domain" for the domain's
 
     def __post_init__(self):
         if self.ttl is not None and self.expires is not None:
@@ -118,6 +119,8 @@ def apply(record: AliasRecord, settings: Settings, base_time: datetime) -> Alias
         changes["enabled"] = settings.enabled
     if settings.blocked is not None:
         changes["blocked"] = tuple(sorted(set(settings.blocked)))
+    if settings.from_rewrite is not None:
+        changes["from_rewrite"] = None if settings.from_rewrite == "domain" else settings.from_rewrite
     return dataclasses.replace(record, **changes)
 
 
@@ -156,10 +159,11 @@ def describe(record: AliasRecord, now: datetime) -> dict:
         "refused": record.refused,
         "last_forwarded_at": record.last_forwarded_at,
         "blocked_senders": list(record.blocked),
+        "from_rewrite": record.from_rewrite,
     }
 
 
 def same_settings(a: AliasRecord, b: AliasRecord) -> bool:
     fields = ("local", "destinations", "enabled", "expires_at", "max_messages", "idle_limit",
-              "on_expiry", "note", "blocked")
+              "on_expiry", "note", "blocked", "from_rewrite")
     return all(getattr(a, f) == getattr(b, f) for f in fields)

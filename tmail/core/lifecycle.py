@@ -19,6 +19,7 @@ class DomainSettings:
     on_expiry: OnExpiry | None = None
     random_style: str | None = None
     warn_before: timedelta | None = None
+    from_rewrite: str | None = None      # DMARC-safe From rewriting (None: when-needed)
 
 
 def expired_since(record: AliasRecord) -> datetime | None:

@@ -37,6 +37,8 @@ class AliasRecord:
     blocked: tuple[str, ...] = ()
     note: str = ""
     warned_for: datetime | None = None
+    from_rewrite: str | None = None          # never | when-needed | always; None: the domain's
+    domain_from_rewrite: str | None = None   # the domain's setting (None: the default)
     id: int | None = None
 
     @property

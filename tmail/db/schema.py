@@ -34,6 +34,8 @@ domains = sa.Table(
     sa.Column("default_on_expiry", sa.String(10), nullable=True),
     sa.Column("random_style", sa.String(10), nullable=True),
     sa.Column("warn_before_seconds", sa.Integer, nullable=True),
+    # DMARC-safe From rewriting: never | when-needed | always (None: when-needed).
+    sa.Column("from_rewrite", sa.String(12), nullable=True),
 )
 
 aliases = sa.Table(
@@ -54,6 +56,7 @@ aliases = sa.Table(
     sa.Column("last_forwarded_at", sa.DateTime, nullable=True),
     # The expiry date a warning was sent for: at most one per expiry date.
     sa.Column("warned_for", sa.DateTime, nullable=True),
+    sa.Column("from_rewrite", sa.String(12), nullable=True),   # None: the domain's
     sa.UniqueConstraint("domain_id", "local_key", name="uq_aliases_domain_local"),
 )
 

@@ -39,13 +39,15 @@ class AliasFilter:
 
 _CHUNK = 500
 _LOOKUP_BASE = (
-    sa.select(aliases, domains.c.name.label("domain"))
+    sa.select(aliases, domains.c.name.label("domain"),
+              domains.c.from_rewrite.label("domain_from_rewrite"))
     .join(domains, domains.c.id == aliases.c.domain_id)
 )
 # One round trip for the hot path: the alias with its destinations and
 # blocked senders joined in (a handful of rows), not three queries.
 _LOOKUP = (
     sa.select(aliases, domains.c.name.label("domain"),
+              domains.c.from_rewrite.label("domain_from_rewrite"),
               destinations.c.address.label("dest"), blocked_senders.c.pattern.label("block"))
     .join(domains, domains.c.id == aliases.c.domain_id)
     .outerjoin(destinations, destinations.c.alias_id == aliases.c.id)
@@ -122,7 +124,8 @@ class Store:
             idle_limit=timedelta(seconds=row.idle_seconds) if row.idle_seconds else None,
             on_expiry=OnExpiry(row.on_expiry), forwarded=row.forwarded, refused=row.refused,
             last_forwarded_at=from_db(row.last_forwarded_at), blocked=blocks, note=row.note,
-            warned_for=from_db(row.warned_for),
+            warned_for=from_db(row.warned_for), from_rewrite=row.from_rewrite,
+            domain_from_rewrite=row.domain_from_rewrite,
         )
 
     def get_alias(self, key: str, domain: str) -> AliasRecord | None:
@@ -219,7 +222,7 @@ class Store:
             idle_seconds=int(record.idle_limit.total_seconds()) if record.idle_limit else None,
             on_expiry=record.on_expiry.value, forwarded=record.forwarded,
             refused=record.refused, last_forwarded_at=to_db(record.last_forwarded_at),
-            warned_for=to_db(record.warned_for),
+            warned_for=to_db(record.warned_for), from_rewrite=record.from_rewrite,
         )
 
     def _set_children(self, alias_id: int, record: AliasRecord) -> None:
@@ -310,14 +313,16 @@ class Store:
         return DomainSettings(
             ttl=seconds(row.default_ttl_seconds), idle=seconds(row.default_idle_seconds),
             on_expiry=OnExpiry(row.default_on_expiry) if row.default_on_expiry else None,
-            random_style=row.random_style, warn_before=seconds(row.warn_before_seconds))
+            random_style=row.random_style, warn_before=seconds(row.warn_before_seconds),
+            from_rewrite=row.from_rewrite)
 
     def set_domain_settings(self, name: str, settings: DomainSettings) -> None:
         seconds = lambda v: int(v.total_seconds()) if v else None  # noqa: E731
         self.conn.execute(domains.update().where(domains.c.name == name).values(
             default_ttl_seconds=seconds(settings.ttl), default_idle_seconds=seconds(settings.idle),
             default_on_expiry=settings.on_expiry.value if settings.on_expiry else None,
-            random_style=settings.random_style, warn_before_seconds=seconds(settings.warn_before)))
+            random_style=settings.random_style, warn_before_seconds=seconds(settings.warn_before),
+            from_rewrite=settings.from_rewrite))
 
     # -- lifecycle ---------------------------------------------------------
     def retired_at(self, domain: str, key: str) -> datetime | None:

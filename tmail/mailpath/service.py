@@ -18,6 +18,7 @@ from datetime import datetime
 from ..core import dsn
 from ..core.address import parse_sender
 from ..core.durations import utcnow
+from ..core.fromrewrite import DEFAULT_MODE as FROM_REWRITE_DEFAULT
 from ..core.resolve import Policy, resolve
 from ..core.verdict import Kind, OnExpiry, Verdict, expiry_reason
 from ..db.store import Store
@@ -56,7 +57,8 @@ class _Lookup:
 class Service:
     def __init__(self, engine, policy: Policy, reinject: tuple[str, int], *,
                  reinject_timeout: float = 60, max_received: int = 30,
-                 helo: str = "localhost", clock=utcnow, domains_map: str | None = None):
+                 helo: str = "localhost", clock=utcnow, domains_map: str | None = None,
+                 deliverability=None, spf_check=None, authserv_id: str = "localhost"):
         self.engine = engine
         self.policy = policy
         self.reinject = reinject
@@ -64,6 +66,11 @@ class Service:
         self.max_received = max_received
         self.helo = helo
         self.clock = clock
+        # Verification, From rewriting, DKIM and ARC (None: forward as it came).
+        self.deliverability = deliverability
+        # spf_check(ip, sender, helo) -> Spf, for the milter (None: no SPF check).
+        self.spf_check = spf_check
+        self.authserv_id = authserv_id
         self._domains: frozenset[str] = frozenset()
         self._domains_at = float("-inf")
         self._domains_stamp = None
@@ -239,6 +246,14 @@ class Service:
         if received > self.max_received:
             _drain(body)
             return Outcome(EX_UNAVAILABLE, f"5.4.6 mail forwarding loop ({received} Received headers)")
+        alias = verdict.alias
+        if self.deliverability is not None:
+            prepared = self.deliverability.prepare_forward(
+                header, body, alias_address=alias.address if alias else recipient,
+                from_rewrite=(alias and (alias.from_rewrite or alias.domain_from_rewrite)) or FROM_REWRITE_DEFAULT,
+                sign_domains=(_domain_of(recipient), self.policy.srs.domain if self.policy.srs else ""))
+            header, body = prepared.header, prepared.body
+            log.info("queue_id=%s to=<%s> %s", queue_id, recipient, prepared.notes)
         sender = parse_sender(sender_text)
         if sender is None:
             envelope_sender = ""  # the null sender is never rewritten
@@ -249,7 +264,6 @@ class Service:
         utf8 = (not envelope_sender.isascii() or not all(d.isascii() for d in dests)
                 or not header.isascii())
         reply = self._send(envelope_sender, list(dests), utf8, _chain([header], body))
-        alias = verdict.alias
         return self._done(queue_id, recipient, alias.id if alias else None, f"2.0.0 forwarded ({reply})",
                           limited=bool(alias and alias.max_messages is not None))
 
@@ -258,6 +272,8 @@ class Service:
         domains = self.domains()
         report = dsn.parse_report(raw, lambda a: _domain_of(a) in domains)
         notice = dsn.build_notice(report, to=original, reporting_domain=self.policy.srs.domain, now=now)
+        if self.deliverability is not None:
+            notice = self.deliverability.sign_message(notice, self.policy.srs.domain)
         reply = self._send("", [original], not original.isascii(), [notice])
         return self._done(queue_id, recipient, None, f"2.0.0 bounce relayed ({reply})",
                           forwarded=False)

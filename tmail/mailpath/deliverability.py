@@ -1,0 +1,169 @@
+"""What a forwarded copy needs to be trusted at the mailbox.
+
+For each forwarded message: verify what arrived (the original DKIM
+signatures, an ARC chain, DMARC of the From domain with the SPF result the
+milter recorded), state it in one Authentication-Results field, rewrite
+From only where the sender's DMARC policy leaves no other way, then sign
+(DKIM, RSA and ed25519) and seal (ARC) with the sending domain's key.
+
+Only fields are prepended (or, for a rewritten From, replaced): the body
+and the original signed fields pass through untouched, so the original
+DKIM signature stays valid.
+
+The body streams through the hashers into a spool (in memory up to
+SPOOL_MEMORY, on disk beyond), so memory stays bounded whatever the size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+import threading
+
+from ..core import authresults, dmarc, fromrewrite, signing
+from ..core import headers as hdr
+from ..core.bodyhash import BodyHashes
+
+log = logging.getLogger("tmail.deliverability")
+
+SPOOL_MEMORY = 1024 * 1024
+SPOOL_CHUNK = 64 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    header: bytes            # the header block to send (ends with a line end)
+    body: object             # an iterator of body chunks (after the blank line)
+    rewritten: bool = False
+    notes: str = ""
+
+
+class Deliverability:
+    def __init__(self, keys, txt, authserv_id: str, *, sign: bool = True, seal: bool = True,
+                 spool_directory: str | None = None):
+        self.keys = keys                  # KeyStore (or anything with signing_keys(domain))
+        self.txt = txt                    # the resolver's TXT lookup
+        self.authserv_id = authserv_id
+        self.sign, self.seal = sign, seal
+        self.spool_directory = spool_directory
+        self._key_cache: dict[str, tuple] = {}
+        self._lock = threading.Lock()
+
+    # -- keys -----------------------------------------------------------------
+    def _stamp(self, domain: str):
+        directory = os.path.join(getattr(self.keys, "directory", ""), domain)
+        stamp = []
+        for path in (directory, os.path.join(directory, "active")):
+            try:
+                info = os.stat(path)
+                stamp.append((info.st_ino, info.st_mtime_ns, info.st_size))
+            except OSError:
+                stamp.append(None)
+        return tuple(stamp)
+
+    def signing_keys(self, domain: str) -> list[signing.Key]:
+        """The domain's active keys, re-read when its key directory changes."""
+        stamp = self._stamp(domain)
+        cached = self._key_cache.get(domain)
+        if cached and cached[0] == stamp:
+            return cached[1]
+        try:
+            found = self.keys.signing_keys(domain)
+        except OSError as exc:
+            log.error("cannot read the DKIM keys of %s: %s", domain, exc)
+            found = []
+        with self._lock:
+            self._key_cache[domain] = (stamp, found)
+        return found
+
+    def keys_for(self, *domains: str) -> list[signing.Key]:
+        """The first of these domains that has keys signs."""
+        for domain in domains:
+            if domain:
+                found = self.signing_keys(domain)
+                if found:
+                    return found
+        return []
+
+    # -- forwarding -------------------------------------------------------------
+    def prepare_forward(self, header: bytes, body, *, alias_address: str, from_rewrite: str,
+                        sign_domains: tuple[str, ...]) -> Prepared:
+        hashes = signing.body_hashes_for(header)
+        spool = self._spool(body, hashes)
+        digests = hashes.finish()
+
+        fields, spf = authresults.take_own(hdr.split_fields(header), self.authserv_id)
+        received = b"".join(fields)
+        dkim_results = signing.verify_dkim(received, digests, self.txt)
+        arc = signing.verify_arc(received, digests, self.txt)
+        from_domain = fromrewrite.from_domain(fields)
+        dmarc_result = dmarc.evaluate(from_domain, dkim_results, spf.result if spf else "none",
+                                      spf.domain if spf else "", self.txt)
+        ar = hdr.make_field("Authentication-Results", authresults.field_value(
+            self.authserv_id, spf, dkim_results, dmarc_result, arc))
+
+        survivor = dmarc.aligned_survivor(from_domain, dkim_results, hdr.counts(fields), dmarc_result.adkim)
+        rewritten = fromrewrite.needed(from_rewrite, dmarc_result, survivor)
+        if rewritten:
+            fields = fromrewrite.rewrite(fields, alias_address)
+        out = self._signed([ar] + fields, digests, sign_domains)
+        notes = (f"dkim={'/'.join(r.result for r in dkim_results) or 'none'} dmarc={dmarc_result.result}"
+                 f" p={dmarc_result.policy} arc={arc} from={'rewritten' if rewritten else 'kept'}")
+        return Prepared(out, _read_spool(spool), rewritten, notes)
+
+    def sign_message(self, raw: bytes, *sign_domains: str) -> bytes:
+        """A small message built by tmail (a relayed bounce, a notice), signed."""
+        if not self.sign:
+            return raw
+        header, sep, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+        hashes = BodyHashes()
+        hashes.want(*signing.SIGN_BODY)
+        hashes.update(body)
+        fields = hdr.split_fields(header + b"\n")
+        return self._signed(fields, hashes.finish(), sign_domains, seal=False) + b"\n" + body
+
+    def _signed(self, fields: list[bytes], digests: dict, sign_domains, seal: bool = True) -> bytes:
+        header = b"".join(fields)
+        if not (self.sign or self.seal):
+            return header
+        keys = self.keys_for(*sign_domains)
+        if not keys:
+            log.warning("no DKIM key for %s: sent unsigned", " or ".join(d for d in sign_domains if d))
+            return header
+        added: list[bytes] = []
+        try:
+            if self.sign:
+                for key in keys:
+                    added.insert(0, signing.dkim_sign(header, digests, key))
+            rsa = next((k for k in keys if k.algorithm == "rsa"), None)
+            if seal and self.seal and rsa is not None:
+                with_signatures = b"".join(added) + header
+                added = signing.arc_seal(with_signatures, digests, rsa, self.authserv_id) + added
+        except Exception:   # a header dkimpy cannot parse: the message still goes, unsigned
+            log.exception("signing failed; the message goes on unsigned")
+            return header
+        return b"".join(added) + header
+
+    def _spool(self, body, hashes: BodyHashes):
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, dir=self.spool_directory)
+        first = True
+        for chunk in body:
+            if first and chunk:
+                first = False
+                if chunk.startswith(b"\n"):   # the blank line that ends the header
+                    spool.write(b"\n")
+                    chunk = chunk[1:]
+            hashes.update(chunk)
+            spool.write(chunk)
+        spool.seek(0)
+        return spool
+
+
+def _read_spool(spool):
+    with spool:
+        while True:
+            chunk = spool.read(SPOOL_CHUNK)
+            if not chunk:
+                return
+            yield chunk

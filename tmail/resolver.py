@@ -1,0 +1,92 @@
+"""tmail's one DNS resolver (dnspython).
+
+Every lookup tmail makes (DKIM keys, DMARC and SPF records, `tmail doctor`)
+goes through one Resolver; `[dns] servers` points it elsewhere than the
+system's resolv.conf, which is how the tests put it on a DNS server they run
+on loopback. install() makes it dnspython's default too, for pyspf, which
+has no resolver parameter of its own.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import dns.exception
+import dns.name
+import dns.resolver
+
+log = logging.getLogger("tmail.dns")
+
+
+def parse_servers(text: str) -> list[tuple[str, int]]:
+    """'127.0.0.1:5353, ::1' -> [('127.0.0.1', 5353), ('::1', 53)]; ValueError if bad."""
+    servers = []
+    for item in text.replace(",", " ").split():
+        host, port = item, 53
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port = int(rest[1:]) if rest.startswith(":") else 53
+        elif item.count(":") == 1:
+            host, _, port_text = item.partition(":")
+            port = int(port_text)
+        ipaddress.ip_address(host)
+        if not 0 < port < 65536:
+            raise ValueError(f"port out of range in {item!r}")
+        servers.append((host, port))
+    return servers
+
+
+class Resolver:
+    def __init__(self, servers: list[tuple[str, int]] | None = None, timeout: float = 5.0):
+        if servers:
+            resolver = dns.resolver.Resolver(configure=False)
+            resolver.nameservers = [host for host, _ in servers]
+            resolver.nameserver_ports = {host: port for host, port in servers}
+            resolver.port = servers[0][1]
+        else:
+            try:
+                resolver = dns.resolver.Resolver()
+            except dns.resolver.NoResolverConfiguration:
+                resolver = dns.resolver.Resolver(configure=False)
+                resolver.nameservers = ["127.0.0.1"]
+        resolver.lifetime = timeout
+        resolver.timeout = min(timeout, 2.0)
+        resolver.cache = dns.resolver.LRUCache(10000)
+        self._resolver = resolver
+
+    def install(self) -> None:
+        dns.resolver.default_resolver = self._resolver
+
+    def _answer(self, name: str, rdtype: str):
+        """The answer's records; [] when the name or the type does not exist;
+        None when DNS failed (the caller treats that as temporary)."""
+        try:
+            return list(self._resolver.resolve(name, rdtype, search=False))
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+            return []
+        except (dns.exception.Timeout, dns.resolver.NoNameservers,
+                dns.resolver.LifetimeTimeout, OSError) as exc:
+            log.warning("DNS %s %s failed: %s", name, rdtype, exc)
+            return None
+        except dns.exception.DNSException as exc:   # a malformed name
+            log.info("DNS %s %s: %s", name, rdtype, exc)
+            return []
+
+    def txt(self, name: str) -> list[bytes] | None:
+        answer = self._answer(name, "TXT")
+        return None if answer is None else [b"".join(r.strings) for r in answer]
+
+    def mx(self, name: str) -> list[tuple[int, str]] | None:
+        answer = self._answer(name, "MX")
+        if answer is None:
+            return None
+        return sorted((r.preference, r.exchange.to_text().rstrip(".").lower()) for r in answer)
+
+    def addresses(self, name: str) -> list[str] | None:
+        found: list[str] = []
+        for rdtype in ("A", "AAAA"):
+            answer = self._answer(name, rdtype)
+            if answer is None:
+                return None
+            found += [r.address for r in answer]
+        return found
