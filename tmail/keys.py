@@ -4,6 +4,11 @@
     <key_directory>/<domain>/<selector>.ed25519.key   ed25519 seed, base64
     <key_directory>/<domain>/active                   the selector that signs
 
+A selector names a key pair set; each algorithm gets its own DNS name, since
+one name holding two key records makes verifiers pick either (RFC 6376
+s3.6.2.2): the RSA key is published at <selector>._domainkey, the ed25519
+key at <selector>-ed25519._domainkey.
+
 Private keys are mode 0600, owned by the tmail user; a selector's keys are
 created once and never rewritten (rotation is a new selector, activated once
 its DNS record is published, the old one removed later).
@@ -24,16 +29,20 @@ _SUFFIX = {"rsa": ".rsa.pem", "ed25519": ".ed25519.key"}
 _SELECTOR = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
-class KeyError_(Exception):
+class DkimKeyError(Exception):
     pass
 
 
 def check_selector(selector: str) -> str:
     selector = selector.strip().lower()
-    if not _SELECTOR.fullmatch(selector) or len(selector) > 63:
-        raise KeyError_(f"invalid selector {selector!r}: letters, digits, hyphens and dots, "
+    if not _SELECTOR.fullmatch(selector) or len(selector) > 50:
+        raise DkimKeyError(f"invalid selector {selector!r}: letters, digits, hyphens and dots, "
                         "like a DNS label (for example 's2026')")
     return selector
+
+
+def dns_selector(selector: str, algorithm: str) -> str:
+    return selector if algorithm == "rsa" else f"{selector}-{algorithm}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +51,10 @@ class StoredKey:
     selector: str
     algorithm: str
     path: str
+
+    @property
+    def dns_selector(self) -> str:
+        return dns_selector(self.selector, self.algorithm)
 
 
 def generate_private(algorithm: str, bits: int = 2048) -> bytes:
@@ -54,7 +67,7 @@ def generate_private(algorithm: str, bits: int = 2048) -> bytes:
     if algorithm == "ed25519":
         import nacl.signing
         return base64.b64encode(bytes(nacl.signing.SigningKey.generate())) + b"\n"
-    raise KeyError_(f"unknown algorithm {algorithm!r} (expected rsa or ed25519)")
+    raise DkimKeyError(f"unknown algorithm {algorithm!r} (expected rsa or ed25519)")
 
 
 def public_record(algorithm: str, private: bytes) -> str:
@@ -121,7 +134,7 @@ class KeyStore:
         selector = self.active(domain)
         found = [k for k in self.keys(domain) if k.selector == selector]
         found.sort(key=lambda k: ALGORITHMS.index(k.algorithm))
-        return [Key(domain, k.selector, k.algorithm, self.read(k)) for k in found]
+        return [Key(domain, k.dns_selector, k.algorithm, self.read(k)) for k in found]
 
     # -- changes (the CLI) ---------------------------------------------------
     def _write(self, path: str, data: bytes, mode: int) -> None:
@@ -157,7 +170,7 @@ class KeyStore:
 
     def activate(self, domain: str, selector: str) -> bool:
         if not any(k.selector == selector for k in self.keys(domain)):
-            raise KeyError_(f"no key for selector {selector!r} of {domain} (run `tmail dkim keygen`)")
+            raise DkimKeyError(f"no key for selector {selector!r} of {domain} (run `tmail dkim keygen`)")
         if self.active(domain) == selector:
             return False
         self._write(os.path.join(self._dir(domain), "active"), selector.encode() + b"\n", 0o640)
@@ -165,7 +178,7 @@ class KeyStore:
 
     def remove(self, domain: str, selector: str) -> list[StoredKey]:
         if self.active(domain) == selector:
-            raise KeyError_(f"selector {selector!r} signs {domain}'s mail: activate another first")
+            raise DkimKeyError(f"selector {selector!r} signs {domain}'s mail: activate another first")
         removed = [k for k in self.keys(domain) if k.selector == selector]
         for key in removed:
             os.unlink(key.path)

@@ -12,6 +12,8 @@ import sys
 import tempfile
 import time
 
+from dnsserver import DnsServer, Zone
+
 VENV_BIN = os.path.dirname(sys.executable)
 TMAIL = os.path.join(VENV_BIN, "tmail")
 DELIVER = os.path.join(VENV_BIN, "tmail-deliver")
@@ -64,6 +66,10 @@ class Instance:
         self.log = f"{self.base}/tmail/tmail.log"
         self.config = f"{self.home}/tmail.toml"
         self.db_url = db_url or f"sqlite:///{self.home}/tmail.db"
+        self.key_directory = f"{self.home}/dkim"
+        # tmail's resolver asks a DNS server on loopback that the test fills
+        self.zone = Zone()
+        self.dns = DnsServer(self.zone)
 
     # -- set-up ------------------------------------------------------------
     def setup(self):
@@ -109,6 +115,8 @@ class Instance:
                 f'\n[daemon]\npostfix_queue_directory = "{self.queue}"\n'
                 f'deliver_socket = "{self.run_dir}/deliver.sock"\n'
                 f'reinject_port = {self.reinject_port}\nlog_level = "debug"\n'
+                f'\n[dns]\nservers = "{self.dns.address}"\ntimeout_s = 2\n'
+                f'\n[dkim]\nkey_directory = "{self.key_directory}"\nauthserv_id = "mx.fwd.test"\n'
                 f'\n[postfix]\nconfig_directory = "{self.conf}"\nmap_directory = "{self.maps}"\n'
                 f'deliver_command = "{DELIVER}"\n'
                 f'reinject_listener = "127.0.0.1:{self.reinject_port}"\n')
@@ -186,6 +194,7 @@ class Instance:
 
     def teardown(self):
         self.kill_daemon()
+        self.dns.close()
         subprocess.run(["postfix", "-c", self.conf, "stop"], capture_output=True)
         if os.environ.get("TMAIL_KEEP_E2E"):
             print(f"kept {self.base}")

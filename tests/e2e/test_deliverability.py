@@ -1,0 +1,202 @@
+"""DKIM, ARC and DMARC-safe forwarding end to end, checked as a new admin
+would: keys generated with the CLI, the printed records published in a test
+zone, signed mail forwarded through Postfix, and what the sink received
+verified with dkimpy."""
+import json
+import smtplib
+
+import dkim
+import pytest
+
+from harness import SRS_DOMAIN
+from tmail.keys import generate_private, public_record
+from tmail.resolver import Resolver
+
+SENDER_KEY = generate_private("rsa", 2048)
+HOST = ("mx.fwd.test", "127.0.0.1")
+
+
+def send(mx, rcpt, body, sender):
+    with smtplib.SMTP("127.0.0.1", mx.smtp_port, timeout=30) as client:
+        client.ehlo("client.orig.test")
+        client.sendmail(sender, [rcpt], body)
+
+
+def message(sender_header: bytes, subject: bytes, body: bytes = b"Hello,\r\n\r\nsee you  \r\n") -> bytes:
+    return (b"From: " + sender_header + b"\r\nTo: someone@d.test\r\nSubject: " + subject + b"\r\n"
+            b"Date: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <" + subject.replace(b" ", b".")
+            + b"@orig.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + body)
+
+
+def signed(msg: bytes) -> bytes:
+    return dkim.sign(msg, b"sel", b"orig.test", SENDER_KEY, canonicalize=(b"relaxed", b"relaxed")) + msg
+
+
+@pytest.fixture(scope="module")
+def dmx(mx):
+    """The session's instance with keys made and published, and sender domains in DNS."""
+    for domain in ("d.test", SRS_DOMAIN):
+        mx.tmail("dkim", "keygen", "--domain", domain, "--selector", "s1", as_root=True)
+    shown = json.loads(mx.tmail("dkim", "show-dns", "--json").stdout)
+    for record in shown["records"]:
+        mx.zone.txt(record["name"], record["value"])
+    zone = mx.zone
+    zone.add("mx.fwd.test", "A", HOST[1])
+    for domain in ("d.test", SRS_DOMAIN):
+        zone.add(domain, "MX", "10 mx.fwd.test.")
+        zone.txt(domain, "v=spf1 ip4:127.0.0.1 -all")
+        zone.txt(f"_dmarc.{domain}", "v=DMARC1; p=none")
+    zone.txt("sel._domainkey.orig.test", public_record("rsa", SENDER_KEY))
+    zone.txt("orig.test", "v=spf1 ip4:127.0.0.1 -all")
+    zone.txt("_dmarc.orig.test", "v=DMARC1; p=reject")
+    zone.txt("lax.test", "v=spf1 ip4:127.0.0.1 -all")
+    zone.txt("_dmarc.lax.test", "v=DMARC1; p=none")
+    for local, mode in (("dk", None), ("never", "never"), ("always", "always")):
+        extra = ("--from-rewrite", mode) if mode else ()
+        mx.tmail("alias", "add", local, "--domain", "d.test", "--to", f"{local}@real.test", *extra)
+    return mx
+
+
+def txt_lookup(mx):
+    resolver = Resolver([("127.0.0.1", mx.dns.port)])
+    return lambda name, timeout=5: (resolver.txt(name.decode().rstrip(".")) or [None])[0]
+
+
+def received(sink, rcpt):
+    [msg] = sink.wait_for(lambda m: rcpt in m.rcpts)
+    return msg.data
+
+
+def header_value(data: bytes, name: bytes) -> bytes:
+    header = data.split(b"\r\n\r\n", 1)[0]
+    for field in header.replace(b"\r\n ", b" ").replace(b"\r\n\t", b" ").split(b"\r\n"):
+        if field.lower().startswith(name.lower() + b":"):
+            return field.split(b":", 1)[1].strip()
+    return b""
+
+
+def signatures(data: bytes, dnsfunc) -> list[tuple[bytes, bool]]:
+    verifier = dkim.DKIM(data)
+    count = sum(1 for n, _ in verifier.headers if n.lower() == b"dkim-signature")
+    results = []
+    for index in range(count):
+        ok = verifier.verify(idx=index, dnsfunc=dnsfunc)
+        results.append((verifier.domain + b"/" + verifier.signature_fields[b"a"], ok))
+    return results
+
+
+def test_original_and_tmail_signatures_and_arc_verify_at_the_mailbox(dmx, sink):
+    original = signed(message(b"Alice <alice@orig.test>", b"signed mail"))
+    send(dmx, "dk@d.test", original, "alice@orig.test")
+    data = received(sink, "dk@real.test")
+    dnsfunc = txt_lookup(dmx)
+    assert data.endswith(original.split(b"\r\n\r\n", 1)[1])       # body untouched
+    assert sorted(signatures(data, dnsfunc)) == [
+        (b"d.test/ed25519-sha256", True), (b"d.test/rsa-sha256", True), (b"orig.test/rsa-sha256", True)]
+    cv, _results, reason = dkim.arc_verify(data, dnsfunc=dnsfunc)
+    assert cv == dkim.CV_Pass, reason
+    results = header_value(data, b"Authentication-Results")
+    assert results.startswith(b"mx.fwd.test;")
+    for clause in (b"spf=pass smtp.mailfrom=alice@orig.test", b"dkim=pass header.d=orig.test",
+                   b"dmarc=pass (p=reject) header.from=orig.test", b"arc=none"):
+        assert clause in results, results
+    assert header_value(data, b"From") == b"Alice <alice@orig.test>"   # aligned DKIM survives
+
+
+def test_reject_policy_without_surviving_dkim_rewrites_from_when_needed(dmx, sink):
+    plain = message(b'"Alice A." <alice@orig.test>', b"unsigned mail")
+    send(dmx, "dk@d.test", plain, "alice@orig.test")
+    data = received(sink, "dk@real.test")
+    assert header_value(data, b"From") == b'"Alice A. (alice@orig.test)" <dk@d.test>'
+    assert header_value(data, b"Reply-To") == b'"Alice A." <alice@orig.test>'
+    assert header_value(data, b"X-Original-From") == b'"Alice A." <alice@orig.test>'
+    dnsfunc = txt_lookup(dmx)
+    # tmail's signature now aligns with From, and the chain is sealed
+    assert (b"d.test/rsa-sha256", True) in signatures(data, dnsfunc)
+    assert dkim.arc_verify(data, dnsfunc=dnsfunc)[0] == dkim.CV_Pass
+    # a forged "pass" from the sender with tmail's authserv-id is not taken at its word
+    assert header_value(data, b"Authentication-Results").count(b"mx.fwd.test") == 1
+
+
+def test_from_is_kept_for_relaxed_policies_and_never_mode(dmx, sink):
+    send(dmx, "dk@d.test", message(b"lax@lax.test", b"lax policy"), "lax@lax.test")
+    assert header_value(received(sink, "dk@real.test"), b"From") == b"lax@lax.test"
+    sink.messages.clear()
+    send(dmx, "never@d.test", message(b"alice@orig.test", b"never rewrite"), "alice@orig.test")
+    assert header_value(received(sink, "never@real.test"), b"From") == b"alice@orig.test"
+
+
+def test_always_mode_rewrites_even_signed_mail(dmx, sink):
+    send(dmx, "always@d.test", signed(message(b"alice@orig.test", b"always")), "alice@orig.test")
+    data = received(sink, "always@real.test")
+    assert header_value(data, b"From") == b'"alice@orig.test" <always@d.test>'
+    assert header_value(data, b"Reply-To") == b"alice@orig.test"
+
+
+def test_forged_authentication_results_are_removed(dmx, sink):
+    forged = b"Authentication-Results: mx.fwd.test; spf=pass smtp.mailfrom=x@orig.test\r\n"
+    send(dmx, "never@d.test", forged + message(b"bob@nowhere.test", b"forged ar"), "bob@nowhere.test")
+    data = received(sink, "never@real.test")
+    results = header_value(data, b"Authentication-Results")
+    assert b"spf=none" in results and b"x@orig.test" not in results
+    assert b"spf=pass smtp.mailfrom=x@orig.test" not in data
+
+
+def doctor(mx, *args):
+    result = mx.tmail("doctor", "--host", HOST[0], "--ip", HOST[1], "--json", *args, check=False)
+    return result.returncode, json.loads(result.stdout)
+
+
+def statuses(report, domain):
+    [entry] = [d for d in report["domains"] if d["domain"] == domain]
+    return {c["check"]: (c["status"], c["publish"]) for c in entry["checks"]}
+
+
+def test_doctor_passes_a_correct_setup(dmx):
+    code, report = doctor(dmx)
+    assert code == 0, report
+    for domain in ("d.test", SRS_DOMAIN):
+        assert {k: v[0] for k, v in statuses(report, domain).items()} == {
+            "mx": "ok", "spf": "ok", "dkim-rsa": "ok", "dkim-ed25519": "ok", "dmarc": "ok"}
+
+
+@pytest.mark.parametrize("name,rdtype,check,status", [
+    (SRS_DOMAIN, "MX", "mx", "error"),
+    (SRS_DOMAIN, "TXT", "spf", "error"),
+    ("s1._domainkey." + SRS_DOMAIN, "TXT", "dkim-rsa", "error"),
+    ("s1-ed25519._domainkey." + SRS_DOMAIN, "TXT", "dkim-ed25519", "error"),
+    ("_dmarc." + SRS_DOMAIN, "TXT", "dmarc", "warning"),
+])
+def test_doctor_reports_each_missing_record_with_what_to_publish(dmx, name, rdtype, check, status):
+    saved = {k: list(v) for k, v in dmx.zone.records.items()}
+    try:
+        dmx.zone.remove(name, rdtype)
+        code, report = doctor(dmx)
+        got_status, publish = statuses(report, SRS_DOMAIN)[check]
+        assert got_status == status
+        assert publish.startswith(name + ".")
+        assert code == (1 if status == "error" else 0)
+        # publishing what it says fixes it
+        line = publish.split(" IN ", 1)[1]
+        kind, value = line.split(" ", 1)
+        if kind == "TXT":
+            dmx.zone.add(name, "TXT", value.strip("( )"))
+        else:
+            dmx.zone.add(name, kind, value)
+        assert statuses(doctor(dmx)[1], SRS_DOMAIN)[check][0] == "ok"
+    finally:
+        dmx.zone.records.clear()
+        dmx.zone.records.update(saved)
+
+
+def test_doctor_spots_a_key_that_does_not_match_dns(dmx):
+    other = public_record("rsa", generate_private("rsa", 1024))
+    saved = {k: list(v) for k, v in dmx.zone.records.items()}
+    try:
+        dmx.zone.remove("s1._domainkey.d.test", "TXT")
+        dmx.zone.txt("s1._domainkey.d.test", other)
+        status, publish = statuses(doctor(dmx)[1], "d.test")["dkim-rsa"]
+        assert status == "error" and "s1._domainkey.d.test" in publish
+    finally:
+        dmx.zone.records.clear()
+        dmx.zone.records.update(saved)
