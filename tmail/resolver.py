@@ -3,7 +3,9 @@
 Every lookup tmail makes (DKIM keys, DMARC and SPF records, `tmail doctor`)
 goes through one Resolver; `[dns] servers` points it elsewhere than the
 system's resolv.conf, which is how the tests put it on a DNS server they run
-on loopback. install() makes it dnspython's default too, for pyspf, which
+on loopback. It keeps no cache of its own: like Postfix, it leaves caching
+to the host's resolver (a local unbound or systemd-resolved), which honours
+TTLs and negative-caching rules. install() makes it dnspython's default too, for pyspf, which
 has no resolver parameter of its own.
 """
 from __future__ import annotations
@@ -51,7 +53,6 @@ class Resolver:
                 resolver.nameservers = ["127.0.0.1"]
         resolver.lifetime = timeout
         resolver.timeout = min(timeout, 2.0)
-        resolver.cache = dns.resolver.LRUCache(10000)
         self._resolver = resolver
 
     def install(self) -> None:

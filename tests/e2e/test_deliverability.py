@@ -143,7 +143,8 @@ def test_forged_authentication_results_are_removed(dmx, sink):
 
 
 def doctor(mx, *args):
-    result = mx.tmail("doctor", "--host", HOST[0], "--ip", HOST[1], "--json", *args, check=False)
+    result = mx.tmail("doctor", "--host", HOST[0], "--ip", HOST[1], "--json",
+                      "--domain", "d.test", "--domain", SRS_DOMAIN, *args, check=False)
     return result.returncode, json.loads(result.stdout)
 
 
@@ -200,3 +201,23 @@ def test_doctor_spots_a_key_that_does_not_match_dns(dmx):
     finally:
         dmx.zone.records.clear()
         dmx.zone.records.update(saved)
+
+
+def test_relayed_bounces_and_notices_are_signed_by_the_srs_domain(dmx, sink):
+    dnsfunc = txt_lookup(dmx)
+    dmx.tmail("alias", "add", "gone", "--domain", "d.test", "--to", "gone.mailbox@real.test")
+    sink.reject.add("gone.mailbox@real.test")
+    send(dmx, "gone@d.test", message(b"carol@orig.test", b"will bounce"), "carol@orig.test")
+    [dsn] = sink.wait_for(lambda m: m.rcpts == ["carol@orig.test"], what="relayed bounce")
+    assert signatures(dsn.data, dnsfunc) == [(SRS_DOMAIN.encode() + b"/ed25519-sha256", True),
+                                             (SRS_DOMAIN.encode() + b"/rsa-sha256", True)]
+
+    dmx.tmail("domain", "set", "d.test", "--warn-before", "2d")
+    dmx.tmail("alias", "add", "soon", "--domain", "d.test", "--to", "soon.owner@real.test", "--ttl", "1d")
+    try:
+        dmx.tmail("notify")
+        [notice] = sink.wait_for(lambda m: m.rcpts == ["soon.owner@real.test"], what="expiry notice")
+        assert sorted(signatures(notice.data, dnsfunc)) == [
+            (SRS_DOMAIN.encode() + b"/ed25519-sha256", True), (SRS_DOMAIN.encode() + b"/rsa-sha256", True)]
+    finally:
+        dmx.tmail("domain", "set", "d.test", "--warn-before", "none")

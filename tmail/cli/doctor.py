@@ -20,7 +20,7 @@ def _ip(ctx, param, values):
 
 
 @click.command("doctor")
-@click.option("--domain", "only", type=DOMAIN, help="Only this domain.")
+@click.option("--domain", "only", type=DOMAIN, multiple=True, help="Only this domain (repeatable).")
 @click.option("--host", help="This host's name, as MX records name it (default: its FQDN).")
 @click.option("--ip", "ips", multiple=True, callback=_ip,
               help="An address this host sends from (repeatable; default: the host name's).")
@@ -36,10 +36,10 @@ def doctor(app, only, host, ips):
     host = host or socket.getfqdn()
     addresses = list(ips) or resolver.addresses(host) or []
     domains = signing_domains(app)
-    if only:
-        if only not in domains:
-            raise CommandError(f"{only} is neither a tmail domain nor the SRS domain")
-        domains = [only]
+    unknown = [d for d in only if d not in domains]
+    if unknown:
+        raise CommandError(f"{', '.join(unknown)}: neither a tmail domain nor the SRS domain")
+    domains = list(only) or domains
     check_spf = checker(cfg["dns"]["timeout_s"])
     report = doctor_mod.diagnose(domains, cfg["srs"]["domain"], resolver, cfg.key_store(),
                                  doctor_mod.Host(host, addresses),

@@ -54,8 +54,10 @@ def purge(app, dry_run):
 @pass_app
 def notify(app, dry_run):
     """Warn aliases' owners before their address expires (once per expiry date)."""
+    from ..mailpath.deliverability import from_config
     from ..mailpath.smtp import SmtpClient
     cfg = app.config
+    signer = from_config(cfg)
     now = utcnow()
     due = []
     with app.store() as store:
@@ -71,6 +73,7 @@ def notify(app, dry_run):
             continue
         notice = lifecycle.expiry_notice(record, sender=cfg.notice_from, now=now,
                                          host=cfg["srs"]["domain"] or socket.getfqdn())
+        notice = signer.sign_message(notice, cfg.notice_from.rpartition("@")[2], cfg["srs"]["domain"])
         client = SmtpClient(cfg["daemon"]["reinject_host"], cfg["daemon"]["reinject_port"],
                             timeout=cfg["daemon"]["reinject_timeout_s"])
         try:

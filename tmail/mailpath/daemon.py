@@ -29,7 +29,7 @@ def setup_logging(level: str, log_file: str | None) -> None:
 
 def build_service(cfg):
     from ..db.engine import make_engine
-    from .deliverability import Deliverability
+    from .deliverability import from_config as deliverability_from_config
     from .service import Service
     from .spfcheck import checker
     policy = config_mod.policy(cfg)
@@ -42,15 +42,13 @@ def build_service(cfg):
     maps = cfg["postfix"]["map_directory"]
     resolver = cfg.resolver()
     resolver.install()   # pyspf and dkimpy's fallbacks use dnspython's default resolver
-    dkim_cfg = cfg["dkim"]
-    deliverability = Deliverability(cfg.key_store(), resolver.txt, cfg.authserv_id,
-                                    sign=dkim_cfg["sign"], seal=dkim_cfg["arc_seal"])
+    deliverability = deliverability_from_config(cfg, resolver.txt)
     return Service(engine, policy, (d["reinject_host"], d["reinject_port"]),
                    reinject_timeout=d["reinject_timeout_s"],
                    max_received=d["max_received_headers"], helo=socket.getfqdn(),
                    domains_map=os.path.join(maps, "domains") if maps else None,
                    deliverability=deliverability, authserv_id=cfg.authserv_id,
-                   spf_check=checker(cfg["dns"]["timeout_s"]) if dkim_cfg["check_spf"] else None)
+                   spf_check=checker(cfg["dns"]["timeout_s"]) if cfg["dkim"]["check_spf"] else None)
 
 
 def run(cfg, log_file: str | None = None) -> None:

@@ -39,6 +39,14 @@ class Prepared:
     notes: str = ""
 
 
+def from_config(cfg, txt=None) -> "Deliverability":
+    """The configured Deliverability (txt: the resolver's TXT lookup; only
+    forwarding needs it, signing tmail's own messages does not)."""
+    dkim_cfg = cfg["dkim"]
+    return Deliverability(cfg.key_store(), txt, cfg.authserv_id,
+                          sign=dkim_cfg["sign"], seal=dkim_cfg["arc_seal"])
+
+
 class Deliverability:
     def __init__(self, keys, txt, authserv_id: str, *, sign: bool = True, seal: bool = True,
                  spool_directory: str | None = None):
