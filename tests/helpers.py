@@ -9,7 +9,8 @@ from click.testing import CliRunner
 def write_config(path, db_url, **sections) -> str:
     from tmail.config import render
     values = {"database": {"url": db_url},
-              "srs": {"domain": "srs.fwd.test", "secret_file": str(path / "srs.secret")}}
+              "srs": {"domain": "srs.fwd.test", "secret_file": str(path / "srs.secret")},
+              "dkim": {"key_directory": str(path / "dkim")}}
     for section, items in sections.items():
         values.setdefault(section, {}).update(items)
     (path / "srs.secret").write_text("test-secret-1\n")

@@ -65,6 +65,9 @@ def test_unknown_configuration_key_is_a_config_error(tmp_path):
     ("[aliases]\nrandom_style = \"emoji\"\n", "one of token, words"),
     ("[nosuch]\n", "unknown section"),
     ("not toml ===\n", "not valid TOML"),
+    ("[dns]\nservers = \"resolver.example:53\"\n", "expected IP addresses"),
+    ("[dns]\nservers = \"127.0.0.1:99999\"\n", "expected IP addresses"),
+    ("[dkim]\nauthserv_id = \"bad id;\"\n", "expected a host or domain name"),
 ])
 def test_bad_configuration_values(tmp_path, body, fragment):
     config = tmp_path / "bad.toml"
@@ -267,3 +270,15 @@ def test_errors_in_json_mode_are_json_too(cli):
     assert json.loads(result.stdout) == {"ok": False, "error": "no alias nobody@d.test"}
     result = cli("alias", "add", "--domain", "d.test", "--to", "me@x.test", "--json", ok=defaults.EXIT_USAGE)
     assert json.loads(result.stdout)["ok"] is False and "LOCAL" in result.stderr
+
+
+def test_from_rewrite_per_domain_and_per_alias(cli):
+    assert cli.json("domain", "show", "d.test")["settings"]["from_rewrite"] == "when-needed"
+    assert cli.json("domain", "set", "d.test", "--from-rewrite", "never")["settings"]["from_rewrite"] == "never"
+    added = cli.json("alias", "add", "fr", "--domain", "d.test", "--to", "me@x.test", "--from-rewrite", "always")
+    assert added["alias"]["from_rewrite"] == "always"
+    ensure = ("alias", "ensure", "fr@d.test", "--to", "me@x.test", "--from-rewrite", "domain")
+    assert cli.json(*ensure)["changed"] is True
+    assert cli.json(*ensure)["changed"] is False
+    assert cli.json("alias", "show", "fr@d.test")["alias"]["from_rewrite"] is None
+    cli("domain", "set", "d.test", "--from-rewrite", "sometimes", ok=2)

@@ -57,7 +57,7 @@ def test_spf_result_is_recorded_only_for_tmail_mail(service):
     asked = []
     service.spf_check = lambda ip, sender, helo: asked.append((ip, sender, helo)) or Spf("pass", sender, helo)
     service.authserv_id = "mx.d.test"
-    for rcpt, expected in (("shop@d.test", "mx.d.test; spf=pass smtp.mailfrom=a@b.test"),
+    for rcpt, expected in (("shop@d.test", "mx.d.test; spf=pass smtp.mailfrom=a@b.test smtp.helo=mx.b.test"),
                            ("x@elsewhere.test", None)):
         ctx = connected(service)
         ctx._envfrom("<a@b.test>")

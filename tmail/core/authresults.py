@@ -37,9 +37,12 @@ class Spf:
         return self.mailfrom.rpartition("@")[2].lower() if self.mailfrom else self.helo.lower()
 
     def clause(self) -> str:
+        clause = f"spf={self.result}"
         if self.mailfrom:
-            return f"spf={self.result} smtp.mailfrom={pvalue(self.mailfrom)}"
-        return f"spf={self.result} smtp.helo={pvalue(self.helo)}"
+            clause += f" smtp.mailfrom={pvalue(self.mailfrom)}"
+        if self.helo:
+            clause += f" smtp.helo={pvalue(self.helo)}"
+        return clause
 
 
 def spf_field_value(authserv_id: str, spf: Spf) -> str:
