@@ -66,6 +66,13 @@ if [ ! -f "$ETC/tmail.toml" ]; then
   say "created $ETC/tmail.toml (SRS domain $srs)"
 fi
 runuser -u tmail -- "$PREFIX/venv/bin/tmail" --config "$ETC/tmail.toml" db upgrade >/dev/null
+# DKIM: the SRS domain signs relayed bounces and notices; a key for it, once.
+install -d -m 0750 -o tmail -g tmail "$ETC/dkim"
+srs=$(/usr/bin/python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("srs", {}).get("domain", ""))' "$ETC/tmail.toml")
+if [ -n "$srs" ] && ! "$PREFIX/venv/bin/tmail" --config "$ETC/tmail.toml" dkim show-dns --domain "$srs" >/dev/null 2>&1; then
+  "$PREFIX/venv/bin/tmail" --config "$ETC/tmail.toml" dkim keygen --domain "$srs" --selector s1 >/dev/null
+  say "created DKIM keys for $srs; publish: tmail dkim show-dns; then check: tmail doctor"
+fi
 ln -sf "$PREFIX/venv/bin/tmail" /usr/local/bin/tmail
 
 # 5. Postfix: running, then wired (install is idempotent).
