@@ -11,7 +11,7 @@ import dataclasses
 import re
 
 from .core import dmarc
-from .keys import public_record, record_name
+from .keys import public_record, record_name, zone_txt
 
 OK, WARNING, ERROR = "ok", "warning", "error"
 
@@ -28,11 +28,6 @@ class Check:
 class Host:
     name: str                # this host's name, as MX records should name it
     addresses: list[str]     # the addresses it sends from
-
-
-def _zone_txt(name: str, value: str) -> str:
-    parts = [value[i:i + 250] for i in range(0, len(value), 250)]
-    return f'{name}. IN TXT ( ' + " ".join(f'"{p}"' for p in parts) + " )"
 
 
 def _spf_record(host: Host) -> str:
@@ -57,7 +52,7 @@ def check_mx(domain: str, resolver, host: Host) -> Check:
 
 
 def check_spf(domain: str, resolver, host: Host, spf_check, required: bool) -> Check:
-    fix = _zone_txt(domain, _spf_record(host))
+    fix = zone_txt(domain, _spf_record(host))
     records = resolver.txt(domain)
     if records is None:
         return Check("spf", ERROR, "DNS lookup failed (try again)", fix)
@@ -84,7 +79,7 @@ def check_dkim(domain: str, resolver, keys) -> list[Check]:
     for key in [k for k in keys.keys(domain) if k.selector == selector]:
         want = public_record(key.algorithm, keys.read(key))
         name = record_name(domain, key.dns_selector)
-        fix = _zone_txt(name, want)
+        fix = zone_txt(name, want)
         records = resolver.txt(name)
         if records is None:
             checks.append(Check(f"dkim-{key.algorithm}", ERROR, "DNS lookup failed (try again)", fix))
@@ -110,7 +105,7 @@ def _tags(text: str) -> dict:
 
 
 def check_dmarc(domain: str, resolver) -> Check:
-    fix = _zone_txt(f"_dmarc.{domain}", f"v=DMARC1; p=none; rua=mailto:postmaster@{domain}")
+    fix = zone_txt(f"_dmarc.{domain}", f"v=DMARC1; p=none; rua=mailto:postmaster@{domain}")
     try:
         record, inherited = dmarc.find_record(domain, resolver.txt)
     except dmarc.DnsTempError:

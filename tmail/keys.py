@@ -87,6 +87,12 @@ def record_name(domain: str, selector: str) -> str:
     return f"{selector}._domainkey.{domain}"
 
 
+def zone_txt(name: str, value: str) -> str:
+    """A zone-file TXT record; strings of at most 255 octets (RFC 1035 s3.3.14)."""
+    parts = [value[i:i + 250] for i in range(0, len(value), 250)]
+    return f"{name}. IN TXT ( " + " ".join(f'"{p}"' for p in parts) + " )"
+
+
 class KeyStore:
     def __init__(self, directory: str, owner: str | None = None):
         self.directory = directory

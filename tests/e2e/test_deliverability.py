@@ -18,23 +18,25 @@ HOST = ("mx.fwd.test", "127.0.0.1")
 
 def send(mx, rcpt, body, sender):
     with smtplib.SMTP("127.0.0.1", mx.smtp_port, timeout=30) as client:
-        client.ehlo("client.orig.test")
+        client.ehlo("client.sender.test")
         client.sendmail(sender, [rcpt], body)
 
 
 def message(sender_header: bytes, subject: bytes, body: bytes = b"Hello,\r\n\r\nsee you  \r\n") -> bytes:
     return (b"From: " + sender_header + b"\r\nTo: someone@d.test\r\nSubject: " + subject + b"\r\n"
             b"Date: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <" + subject.replace(b" ", b".")
-            + b"@orig.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + body)
+            + b"@sender.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + body)
 
 
 def signed(msg: bytes) -> bytes:
-    return dkim.sign(msg, b"sel", b"orig.test", SENDER_KEY, canonicalize=(b"relaxed", b"relaxed")) + msg
+    return dkim.sign(msg, b"sel", b"sender.test", SENDER_KEY, canonicalize=(b"relaxed", b"relaxed")) + msg
 
 
 @pytest.fixture(scope="module")
 def dmx(mx):
-    """The session's instance with keys made and published, and sender domains in DNS."""
+    """The session's instance with keys made and published, and sender domains
+    in DNS (taken out again afterwards: the other modules' mail stays as it was)."""
+    saved = {k: list(v) for k, v in mx.zone.records.items()}
     for domain in ("d.test", SRS_DOMAIN):
         mx.tmail("dkim", "keygen", "--domain", domain, "--selector", "s1", as_root=True)
     shown = json.loads(mx.tmail("dkim", "show-dns", "--json").stdout)
@@ -46,15 +48,17 @@ def dmx(mx):
         zone.add(domain, "MX", "10 mx.fwd.test.")
         zone.txt(domain, "v=spf1 ip4:127.0.0.1 -all")
         zone.txt(f"_dmarc.{domain}", "v=DMARC1; p=none")
-    zone.txt("sel._domainkey.orig.test", public_record("rsa", SENDER_KEY))
-    zone.txt("orig.test", "v=spf1 ip4:127.0.0.1 -all")
-    zone.txt("_dmarc.orig.test", "v=DMARC1; p=reject")
+    zone.txt("sel._domainkey.sender.test", public_record("rsa", SENDER_KEY))
+    zone.txt("sender.test", "v=spf1 ip4:127.0.0.1 -all")
+    zone.txt("_dmarc.sender.test", "v=DMARC1; p=reject")
     zone.txt("lax.test", "v=spf1 ip4:127.0.0.1 -all")
     zone.txt("_dmarc.lax.test", "v=DMARC1; p=none")
     for local, mode in (("dk", None), ("never", "never"), ("always", "always")):
         extra = ("--from-rewrite", mode) if mode else ()
         mx.tmail("alias", "add", local, "--domain", "d.test", "--to", f"{local}@real.test", *extra)
-    return mx
+    yield mx
+    mx.zone.records.clear()
+    mx.zone.records.update(saved)
 
 
 def txt_lookup(mx):
@@ -86,30 +90,30 @@ def signatures(data: bytes, dnsfunc) -> list[tuple[bytes, bool]]:
 
 
 def test_original_and_tmail_signatures_and_arc_verify_at_the_mailbox(dmx, sink):
-    original = signed(message(b"Alice <alice@orig.test>", b"signed mail"))
-    send(dmx, "dk@d.test", original, "alice@orig.test")
+    original = signed(message(b"Alice <alice@sender.test>", b"signed mail"))
+    send(dmx, "dk@d.test", original, "alice@sender.test")
     data = received(sink, "dk@real.test")
     dnsfunc = txt_lookup(dmx)
     assert data.endswith(original.split(b"\r\n\r\n", 1)[1])       # body untouched
     assert sorted(signatures(data, dnsfunc)) == [
-        (b"d.test/ed25519-sha256", True), (b"d.test/rsa-sha256", True), (b"orig.test/rsa-sha256", True)]
+        (b"d.test/ed25519-sha256", True), (b"d.test/rsa-sha256", True), (b"sender.test/rsa-sha256", True)]
     cv, _results, reason = dkim.arc_verify(data, dnsfunc=dnsfunc)
     assert cv == dkim.CV_Pass, reason
     results = header_value(data, b"Authentication-Results")
     assert results.startswith(b"mx.fwd.test;")
-    for clause in (b"spf=pass smtp.mailfrom=alice@orig.test", b"dkim=pass header.d=orig.test",
-                   b"dmarc=pass (p=reject) header.from=orig.test", b"arc=none"):
+    for clause in (b"spf=pass smtp.mailfrom=alice@sender.test", b"dkim=pass header.d=sender.test",
+                   b"dmarc=pass (p=reject) header.from=sender.test", b"arc=none"):
         assert clause in results, results
-    assert header_value(data, b"From") == b"Alice <alice@orig.test>"   # aligned DKIM survives
+    assert header_value(data, b"From") == b"Alice <alice@sender.test>"   # aligned DKIM survives
 
 
 def test_reject_policy_without_surviving_dkim_rewrites_from_when_needed(dmx, sink):
-    plain = message(b'"Alice A." <alice@orig.test>', b"unsigned mail")
-    send(dmx, "dk@d.test", plain, "alice@orig.test")
+    plain = message(b'"Alice A." <alice@sender.test>', b"unsigned mail")
+    send(dmx, "dk@d.test", plain, "alice@sender.test")
     data = received(sink, "dk@real.test")
-    assert header_value(data, b"From") == b'"Alice A. (alice@orig.test)" <dk@d.test>'
-    assert header_value(data, b"Reply-To") == b'"Alice A." <alice@orig.test>'
-    assert header_value(data, b"X-Original-From") == b'"Alice A." <alice@orig.test>'
+    assert header_value(data, b"From") == b'"Alice A. (alice@sender.test)" <dk@d.test>'
+    assert header_value(data, b"Reply-To") == b'"Alice A." <alice@sender.test>'
+    assert header_value(data, b"X-Original-From") == b'"Alice A." <alice@sender.test>'
     dnsfunc = txt_lookup(dmx)
     # tmail's signature now aligns with From, and the chain is sealed
     assert (b"d.test/rsa-sha256", True) in signatures(data, dnsfunc)
@@ -122,24 +126,24 @@ def test_from_is_kept_for_relaxed_policies_and_never_mode(dmx, sink):
     send(dmx, "dk@d.test", message(b"lax@lax.test", b"lax policy"), "lax@lax.test")
     assert header_value(received(sink, "dk@real.test"), b"From") == b"lax@lax.test"
     sink.messages.clear()
-    send(dmx, "never@d.test", message(b"alice@orig.test", b"never rewrite"), "alice@orig.test")
-    assert header_value(received(sink, "never@real.test"), b"From") == b"alice@orig.test"
+    send(dmx, "never@d.test", message(b"alice@sender.test", b"never rewrite"), "alice@sender.test")
+    assert header_value(received(sink, "never@real.test"), b"From") == b"alice@sender.test"
 
 
 def test_always_mode_rewrites_even_signed_mail(dmx, sink):
-    send(dmx, "always@d.test", signed(message(b"alice@orig.test", b"always")), "alice@orig.test")
+    send(dmx, "always@d.test", signed(message(b"alice@sender.test", b"always")), "alice@sender.test")
     data = received(sink, "always@real.test")
-    assert header_value(data, b"From") == b'"alice@orig.test" <always@d.test>'
-    assert header_value(data, b"Reply-To") == b"alice@orig.test"
+    assert header_value(data, b"From") == b'"alice@sender.test" <always@d.test>'
+    assert header_value(data, b"Reply-To") == b"alice@sender.test"
 
 
 def test_forged_authentication_results_are_removed(dmx, sink):
-    forged = b"Authentication-Results: mx.fwd.test; spf=pass smtp.mailfrom=x@orig.test\r\n"
+    forged = b"Authentication-Results: mx.fwd.test; spf=pass smtp.mailfrom=x@sender.test\r\n"
     send(dmx, "never@d.test", forged + message(b"bob@nowhere.test", b"forged ar"), "bob@nowhere.test")
     data = received(sink, "never@real.test")
     results = header_value(data, b"Authentication-Results")
-    assert b"spf=none" in results and b"x@orig.test" not in results
-    assert b"spf=pass smtp.mailfrom=x@orig.test" not in data
+    assert b"spf=none" in results and b"x@sender.test" not in results
+    assert b"spf=pass smtp.mailfrom=x@sender.test" not in data
 
 
 def doctor(mx, *args):
@@ -207,8 +211,8 @@ def test_relayed_bounces_and_notices_are_signed_by_the_srs_domain(dmx, sink):
     dnsfunc = txt_lookup(dmx)
     dmx.tmail("alias", "add", "gone", "--domain", "d.test", "--to", "gone.mailbox@real.test")
     sink.reject.add("gone.mailbox@real.test")
-    send(dmx, "gone@d.test", message(b"carol@orig.test", b"will bounce"), "carol@orig.test")
-    [dsn] = sink.wait_for(lambda m: m.rcpts == ["carol@orig.test"], what="relayed bounce")
+    send(dmx, "gone@d.test", message(b"carol@sender.test", b"will bounce"), "carol@sender.test")
+    [dsn] = sink.wait_for(lambda m: m.rcpts == ["carol@sender.test"], what="relayed bounce")
     assert signatures(dsn.data, dnsfunc) == [(SRS_DOMAIN.encode() + b"/ed25519-sha256", True),
                                              (SRS_DOMAIN.encode() + b"/rsa-sha256", True)]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from ..keys import ALGORITHMS, DkimKeyError, check_selector, public_record, record_name
+from ..keys import ALGORITHMS, DkimKeyError, check_selector, public_record, record_name, zone_txt
 from .app import CommandError, json_option, pass_app
 from .params import DOMAIN
 
@@ -38,12 +38,6 @@ def _selector(value: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
-def zone_line(name: str, value: str) -> str:
-    """A zone-file TXT record; strings of at most 255 octets (RFC 1035 s3.3.14)."""
-    parts = [value[i:i + 250] for i in range(0, len(value), 250)]
-    return f'{name}. IN TXT ( ' + " ".join(f'"{p}"' for p in parts) + " )"
-
-
 def _records(app, store, domain, selector=None) -> list[dict]:
     active = store.active(domain)
     rows = []
@@ -57,7 +51,7 @@ def _records(app, store, domain, selector=None) -> list[dict]:
         name = record_name(domain, key.dns_selector)
         rows.append({"domain": domain, "selector": key.selector, "algorithm": key.algorithm,
                      "active": key.selector == active, "name": name, "value": value,
-                     "zone": zone_line(name, value), "path": key.path})
+                     "zone": zone_txt(name, value), "path": key.path})
     return rows
 
 

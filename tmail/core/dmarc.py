@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable
 
-from .signing import DkimResult
-
-TxtLookup = Callable[[str], list[bytes] | None]
+from .signing import DkimResult, TxtLookup
 
 # Header fields added above the original ones on the way to the mailbox:
 # by tmail (authentication results, signatures, seals) and by the MTAs.

@@ -16,7 +16,8 @@ def split_fields(header: bytes) -> list[bytes]:
     A line that starts no field and continues none is kept as its own
     'field' (it is forwarded as it came; nothing is dropped)."""
     fields: list[bytes] = []
-    for line in header.splitlines(keepends=True):
+    # lines end at LF only: a bare CR inside a field is content, not a line end
+    for line in re.findall(rb"[^\n]*\n|[^\n]+$", header):
         if line[:1] in (b" ", b"\t") and fields:
             fields[-1] += line
         else:

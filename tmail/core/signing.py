@@ -30,10 +30,6 @@ SIGN_BODY = (b"simple", b"sha256", None)     # tmail's DKIM: relaxed/simple
 ARC_BODY = (b"relaxed", b"sha256", None)     # ARC: relaxed/relaxed only
 
 
-class DnsTempError(Exception):
-    pass
-
-
 @dataclasses.dataclass(frozen=True)
 class Key:
     domain: str
