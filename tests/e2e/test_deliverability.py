@@ -107,6 +107,20 @@ def test_original_and_tmail_signatures_and_arc_verify_at_the_mailbox(dmx, sink):
     assert header_value(data, b"From") == b"Alice <alice@sender.test>"   # aligned DKIM survives
 
 
+def test_an_incoming_arc_chain_is_continued(dmx, sink):
+    # an upstream forwarder (list.test) verified the original and sealed it
+    upstream_ar = b"Authentication-Results: mx.list.test; dkim=pass header.d=sender.test; arc=none\r\n"
+    original = signed(message(b"alice@sender.test", b"via a list"))
+    sealed = b"".join(dkim.arc_sign(upstream_ar + original, b"sel", b"sender.test", SENDER_KEY,
+                                    b"mx.list.test")) + upstream_ar + original
+    send(dmx, "dk@d.test", sealed, "alice@sender.test")
+    data = received(sink, "dk@real.test")
+    assert b"arc=pass" in header_value(data, b"Authentication-Results")
+    assert b"i=2; cv=pass" in header_value(data, b"ARC-Seal").replace(b"\r\n", b"")
+    cv, results, reason = dkim.arc_verify(data, dnsfunc=txt_lookup(dmx))
+    assert cv == dkim.CV_Pass and len(results) == 2, reason
+
+
 def test_reject_policy_without_surviving_dkim_rewrites_from_when_needed(dmx, sink):
     plain = message(b'"Alice A." <alice@sender.test>', b"unsigned mail")
     send(dmx, "dk@d.test", plain, "alice@sender.test")
