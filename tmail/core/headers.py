@@ -30,10 +30,15 @@ def name_of(field: bytes) -> str:
     return field[: field.index(b":")].strip().decode("ascii").lower() if match else ""
 
 
+def raw_value(field: bytes) -> bytes:
+    """The unfolded value, as the bytes it came in."""
+    raw = field.split(b":", 1)[1] if b":" in field else b""
+    return re.sub(rb"\r?\n(?=[ \t])", b"", raw).strip()
+
+
 def value_of(field: bytes) -> str:
     """The unfolded value as text (UTF-8 or Latin-1 bytes both survive)."""
-    raw = field.split(b":", 1)[1] if b":" in field else b""
-    raw = re.sub(rb"\r?\n(?=[ \t])", b"", raw).strip()
+    raw = raw_value(field)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

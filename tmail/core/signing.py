@@ -20,6 +20,7 @@ from typing import Callable
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
+from . import headers as hdr
 from .bodyhash import BodyHashes
 
 log = logging.getLogger("tmail.signing")
@@ -59,24 +60,18 @@ def _body_key(tags: dict, default_c: bytes) -> tuple:
     return body_c.strip().lower(), algorithm.strip().lower(), int(limit) if limit else None
 
 
-def _header_fields(header: bytes):
-    """(name, raw value) pairs of a header block, unfolded names, raw values."""
-    for match in re.finditer(rb"^([!-9;-~]+)[ \t]*:(.*(?:\r?\n[ \t].*)*)", header, re.M):
-        yield match.group(1), match.group(2)
-
-
 def body_hashes_for(header: bytes) -> BodyHashes:
     """The body hashes this header block's signatures need, plus tmail's own."""
     hashes = BodyHashes()
     hashes.want(*SIGN_BODY)
     hashes.want(*ARC_BODY)
-    for name, value in _header_fields(header):
-        lname = name.lower()
-        if lname not in (b"dkim-signature", b"arc-message-signature"):
+    for field in hdr.split_fields(header):
+        name = hdr.name_of(field)
+        if name not in ("dkim-signature", "arc-message-signature"):
             continue
         try:
-            tags = parse_tag_value(value)
-            key = _body_key(tags, b"simple/simple" if lname == b"dkim-signature" else b"relaxed/relaxed")
+            tags = parse_tag_value(hdr.raw_value(field))
+            key = _body_key(tags, b"simple/simple" if name == "dkim-signature" else b"relaxed/relaxed")
             hashes.want(*key)
         except (InvalidTagValueList, ValueError, KeyError):
             continue  # a broken signature fails on its own when verified
