@@ -252,8 +252,7 @@ def remove(app, address):
     """Delete an alias (its address is then quarantined)."""
     with app.store() as store:
         record = _lookup(store, address)
-        store.remove_alias(record)
-        store.retire(record.domain, record.local.lower(), utcnow())
+        store.remove_alias(record, utcnow())
     app.emit({"ok": True, "changed": True, "address": record.address}, f"removed {record.address}")
 
 

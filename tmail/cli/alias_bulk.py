@@ -72,8 +72,7 @@ def ensure(app, address, to, enabled, blocked, no_blocks, absent, allow_tmail_de
         if want is None:
             changed = existing is not None
             if changed:
-                store.remove_alias(existing)
-                store.retire(existing.domain, existing.local.lower(), now)
+                store.remove_alias(existing, now)
             app.emit({"ok": True, "changed": changed, "address": str(address), "alias": None},
                      f"{address}: {'removed' if changed else 'absent'}")
             return
@@ -205,8 +204,7 @@ def import_(app, file, allow_tmail_destination):
             old = existing.get(key)
             if want is None:
                 if old is not None:
-                    store.remove_alias(old)
-                    store.retire(old.domain, old.local.lower(), now)
+                    store.remove_alias(old, now)
                     counts["removed"] += 1
                 new.pop(key, None)
             elif old is None:

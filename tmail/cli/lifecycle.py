@@ -34,8 +34,7 @@ def purge(app, dry_run):
         due = [r for r in store.purge_candidates(now, grace) if lifecycle.purge_due(r, now, grace)]
         if not dry_run:
             for record in due:
-                store.remove_alias(record)
-                store.retire(record.domain, record.local.lower(), now)
+                store.remove_alias(record, now)
             store.forget_events(now - EVENTS_KEPT)
             store.forget_deliveries(now - DELIVERIES_KEPT)
             store.forget_retired(now - quarantine)

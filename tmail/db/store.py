@@ -46,10 +46,7 @@ _LOOKUP_BASE = (
 # One round trip for the hot path: the alias with its destinations and
 # blocked senders joined in (a handful of rows), not three queries.
 _LOOKUP = (
-    sa.select(aliases, domains.c.name.label("domain"),
-              domains.c.from_rewrite.label("domain_from_rewrite"),
-              destinations.c.address.label("dest"), blocked_senders.c.pattern.label("block"))
-    .join(domains, domains.c.id == aliases.c.domain_id)
+    _LOOKUP_BASE.add_columns(destinations.c.address.label("dest"), blocked_senders.c.pattern.label("block"))
     .outerjoin(destinations, destinations.c.alias_id == aliases.c.id)
     .outerjoin(blocked_senders, blocked_senders.c.alias_id == aliases.c.id)
     .where(domains.c.name == sa.bindparam("domain"), aliases.c.local_key == sa.bindparam("key"))
@@ -235,10 +232,12 @@ class Store:
             self.conn.execute(blocked_senders.insert(),
                               [{"alias_id": alias_id, "pattern": p} for p in sorted(set(record.blocked))])
 
-    def remove_alias(self, record: AliasRecord) -> None:
+    def remove_alias(self, record: AliasRecord, now: datetime) -> None:
+        """Delete the alias; its address stays quarantined (see retire)."""
         self.conn.execute(destinations.delete().where(destinations.c.alias_id == record.id))
         self.conn.execute(blocked_senders.delete().where(blocked_senders.c.alias_id == record.id))
         self.conn.execute(aliases.delete().where(aliases.c.id == record.id))
+        self.retire(record.domain, record.local.lower(), now)
 
     def list_aliases(self, where: AliasFilter, now: datetime) -> list[AliasRecord]:
         conditions = []
