@@ -105,7 +105,8 @@ def _check_value(path: str, section: str, key: str, value, default):
     try:
         if (section, key) == ("srs", "domain") and value:
             value = normalise_domain(value)
-        if (section, key) == ("aliases", "admin_address"):
+        if (section, key) == ("aliases", "admin_address") or \
+                ((section, key) == ("lifecycle", "notice_from") and value):
             value = str(parse_address(value))
     except AddressError as exc:
         raise ConfigError(f"{where}: {exc}") from None
@@ -113,11 +114,6 @@ def _check_value(path: str, section: str, key: str, value, default):
         try:
             parse_duration(value)
         except ValueError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-    if (section, key) == ("lifecycle", "notice_from") and value:
-        try:
-            value = str(parse_address(value))
-        except AddressError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     if (section, key) == ("dns", "servers"):
         from .resolver import parse_servers
