@@ -10,7 +10,8 @@ is noisy: compare only side by side):
     (outbound delivery held, so only smtpd's work is timed);
   - peak RSS of tmail-deliver, and the daemon's peak growth, on 20 MB.
 
-    /opt/tmail-test/venv/bin/python bench/forwarding.py [--messages 2000] [--rounds 2] [--only forwarding|acceptance|memory]
+    /opt/tmail-test/venv/bin/python bench/forwarding.py [--messages 2000] [--rounds 2]
+        [--only forwarding|acceptance|memory]
 """
 from __future__ import annotations
 
@@ -118,7 +119,7 @@ def memory(mx, to="fwd@d.test"):
 
     def hwm():
         with open(f"/proc/{daemon_pid}/status") as handle:
-            return next(int(l.split()[1]) for l in handle if l.startswith("VmHWM"))
+            return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM"))
 
     before = hwm()
     # The peak RSS a parent sees for a child counts the pages the child

@@ -19,8 +19,9 @@ import time
 from datetime import datetime
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-from helpers import write_config  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from helpers import write_config  # noqa: E402
 
 from tmail.db import migrate  # noqa: E402
 from tmail.db.engine import make_engine  # noqa: E402

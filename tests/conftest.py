@@ -5,7 +5,6 @@ import secrets
 
 import pytest
 import sqlalchemy as sa
-
 from conftest_db import MARIA_ADMIN, PG_ADMIN
 from helpers import Cli, write_config
 

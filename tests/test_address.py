@@ -1,8 +1,14 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tmail.core.address import (AddressError, normalise_domain, parse_address,
-                                parse_block_pattern, parse_sender)
+from tmail.core.address import (
+    AddressError,
+    normalise_domain,
+    parse_address,
+    parse_block_pattern,
+    parse_sender,
+)
 
 
 @pytest.mark.parametrize("text,expected", [

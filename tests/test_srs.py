@@ -2,7 +2,8 @@ import string
 
 import pytest
 import srslib
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tmail.core.srs import SrsCodec, SrsError, decode_timestamp, encode_timestamp
 

@@ -2,7 +2,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tmail.core.replies import DISABLED, EXPIRED, SENDER_BLOCKED, SRS_INVALID, SRS_NOT_BOUNCE, UNKNOWN_ALIAS, reply_for
+from tmail.core.replies import (
+    DISABLED,
+    EXPIRED,
+    SENDER_BLOCKED,
+    SRS_INVALID,
+    SRS_NOT_BOUNCE,
+    UNKNOWN_ALIAS,
+    reply_for,
+)
 from tmail.core.resolve import Policy, resolve
 from tmail.core.srs import SrsCodec
 from tmail.core.verdict import AliasRecord, Kind, OnExpiry

@@ -1,11 +1,11 @@
-import sys
 import os
+import sys
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
-from sink import Sink  # noqa: E402
 from harness import Instance  # noqa: E402
+from sink import Sink  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -79,6 +79,7 @@ class TmailGroup(click.Group):
 
     def invoke(self, ctx):
         from sqlalchemy.exc import DBAPIError
+
         from ..db.store import StoreError
 
         def fail(message: str, code: int):

@@ -30,7 +30,7 @@ def format_duration(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     sign = "-" if seconds < 0 else ""
     seconds = abs(seconds)
-    parts = []
+    parts: list[str] = []
     for unit in ("d", "h", "m", "s"):
         size = _UNITS[unit]
         if seconds >= size or (unit == "s" and not parts):

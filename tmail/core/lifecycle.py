@@ -24,17 +24,15 @@ class DomainSettings:
 
 def expired_since(record: AliasRecord) -> datetime | None:
     """When the alias expired (the earliest of its limits), if it has."""
-    times = []
-    if record.expires_at is not None:
-        times.append(record.expires_at)
+    times: list[datetime | None] = [record.expires_at]
     if record.max_messages is not None and record.forwarded >= record.max_messages:
         times.append(record.last_forwarded_at or record.created_at)
     if record.idle_limit is not None:
         since = record.last_forwarded_at or record.created_at
         if since is not None:
             times.append(since + record.idle_limit)
-    times = [t for t in times if t is not None]
-    return min(times) if times else None
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
 
 
 def purge_due(record: AliasRecord, now: datetime, grace: timedelta) -> bool:
@@ -57,6 +55,7 @@ def quarantined_until(retired_at: datetime | None, quarantine: timedelta) -> dat
 
 def expiry_notice(record: AliasRecord, *, sender: str, now: datetime, host: str) -> bytes:
     """The warning sent to an alias's destinations before it expires."""
+    assert record.expires_at is not None    # warning_due() chose it for its date
     expires = f"{record.expires_at:%Y-%m-%d %H:%M} UTC"
     days = max(0, (record.expires_at - now).days)
     to = ", ".join(f"<{d}>" for d in record.destinations)

@@ -4,8 +4,8 @@ quarantine of removed addresses, message events for statistics.
 Revision ID: 0002
 Revises: 0001
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from tmail.db.schema import key_string
 
