@@ -2,6 +2,7 @@
 against dkimpy working on the whole message (the reference)."""
 import base64
 import hashlib
+import time
 
 import dkim
 import pytest
@@ -115,3 +116,83 @@ def test_body_hashes_cover_what_incoming_signatures_ask_for():
     hashes = signing.body_hashes_for(header)
     hashes.update(b"body\r\n")
     assert set(hashes.finish()) == {signing.SIGN_BODY, signing.ARC_BODY, (b"relaxed", b"sha1", 10)}
+
+
+# -- what one message may cost ----------------------------------------------------
+
+def junk_signatures(count: int, limit=lambda i: i + 1) -> bytes:
+    bh = base64.b64encode(b"x" * 32)
+    return b"".join(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=sign.test; s=s%d; l=%d;"
+                    b" h=from; bh=%s; b=AAAA\r\n" % (i, limit(i), bh) for i in range(count))
+
+
+def test_only_the_first_signatures_are_hashed_and_verified():
+    header = junk_signatures(600) + MESSAGE.partition(b"\r\n\r\n")[0] + b"\r\n"
+    hashes = signing.body_hashes_for(header)
+    assert len(hashes) == signing.MAX_DKIM_SIGNATURES + 2     # and tmail's own two
+    hashes.update(b"body\r\n")
+    results = signing.verify_dkim(header, hashes.finish(), txt)
+    assert [r.selector for r in results[:-1]] == [f"s{i}" for i in range(signing.MAX_DKIM_SIGNATURES)]
+    assert results[-1].result == "policy" and "590 more signatures not verified" in results[-1].reason
+
+
+def test_an_overlong_arc_chain_fails_unverified():
+    sets = b"".join(b"ARC-Seal: i=%d; a=rsa-sha256; cv=pass; d=sign.test; s=rsa; b=AAAA\r\n"
+                    b"ARC-Message-Signature: i=%d; a=rsa-sha256; c=relaxed/relaxed; d=sign.test; s=rsa;"
+                    b" l=%d; h=from; bh=AAAA; b=AAAA\r\n" % (i, i, i)
+                    for i in range(signing.MAX_ARC_SETS + 1, 0, -1))
+    header = sets + MESSAGE.partition(b"\r\n\r\n")[0] + b"\r\n"
+    assert len(signing.body_hashes_for(header)) == 2      # no ARC-Message-Signature hashed
+    lookups = []
+    assert signing.verify_arc(header, {}, lambda name: lookups.append(name) or []) == "fail"
+    assert lookups == []
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_one_deadline_for_all_lookups_of_a_message():
+    signed = dkim.sign(MESSAGE, b"rsa", b"sign.test", RSA, canonicalize=(b"relaxed", b"relaxed"))
+    header, _, digests = split(signed * 30 + MESSAGE)
+    clock = FakeClock()
+    timeouts = []
+
+    def slow_txt(name, timeout=None):     # every lookup takes 0.4 s of the budget
+        timeouts.append(timeout)
+        clock.now += 0.4
+        return txt(name)
+
+    budget = signing.DnsBudget(slow_txt, 1.0, clock=clock)
+    results = signing.verify_dkim(header, digests, budget)
+    assert budget.lookups == 3 and timeouts == pytest.approx([1.0, 0.6, 0.2])
+    assert [r.result for r in results[:3]] == ["pass"] * 3
+    assert all(r.result == "temperror" and r.reason == signing.DEADLINE_REASON
+               and (r.domain, r.selector) == ("sign.test", "rsa") for r in results[3:10])
+    assert results[10].result == "policy" and len(results) == 11
+    assert budget("_dmarc.sign.test") is None and budget.lookups == 3   # DMARC too, DNS not asked
+
+
+def test_a_dns_server_that_never_answers_costs_the_deadline_once():
+    signed = dkim.sign(MESSAGE, b"rsa", b"sign.test", RSA, canonicalize=(b"relaxed", b"relaxed"))
+    header, _, digests = split(signed * 30 + MESSAGE)
+    asked = []
+
+    def blocking_txt(name, timeout=None):     # then None: the resolver's answer to a timeout
+        asked.append(timeout)
+        time.sleep(min(timeout, 30))
+
+    started = time.monotonic()
+    results = signing.verify_dkim(header, digests, signing.DnsBudget(blocking_txt, 0.5))
+    assert time.monotonic() - started < 10            # not 30 lookups' worth of timeouts
+    assert len(asked) == 1 and asked[0] <= 0.5
+    assert [r.result for r in results] == ["temperror"] * signing.MAX_DKIM_SIGNATURES + ["policy"]
+
+
+def test_a_lookup_without_a_timeout_parameter_still_works():
+    budget = signing.DnsBudget(txt, 5)
+    assert budget("rsa._domainkey.sign.test") == [ZONE["rsa._domainkey.sign.test"]]

@@ -58,11 +58,14 @@ class Resolver:
     def install(self) -> None:
         dns.resolver.default_resolver = self._resolver
 
-    def _answer(self, name: str, rdtype: str):
+    def _answer(self, name: str, rdtype: str, timeout: float | None = None):
         """The answer's records; [] when the name or the type does not exist;
-        None when DNS failed (the caller treats that as temporary)."""
+        None when DNS failed (the caller treats that as temporary). timeout
+        shortens the configured one (a message's verification has one
+        deadline for all its lookups)."""
+        lifetime = self._resolver.lifetime if timeout is None else min(timeout, self._resolver.lifetime)
         try:
-            return list(self._resolver.resolve(name, rdtype, search=False))
+            return list(self._resolver.resolve(name, rdtype, search=False, lifetime=lifetime))
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
         except (dns.exception.Timeout, dns.resolver.NoNameservers,
@@ -73,8 +76,8 @@ class Resolver:
             log.info("DNS %s %s: %s", name, rdtype, exc)
             return []
 
-    def txt(self, name: str) -> list[bytes] | None:
-        answer = self._answer(name, "TXT")
+    def txt(self, name: str, timeout: float | None = None) -> list[bytes] | None:
+        answer = self._answer(name, "TXT", timeout)
         return None if answer is None else [b"".join(r.strings) for r in answer]
 
     def mx(self, name: str) -> list[tuple[int, str]] | None:

@@ -81,6 +81,10 @@ class BodyHashes:
         if key not in self._hashers:
             self._hashers[key] = BodyHasher(canonicalization, algorithm, limit)
 
+    def __len__(self) -> int:
+        """How many hashes the body goes through."""
+        return len(self._hashers)
+
     def update(self, data: bytes) -> None:
         for hasher in self._hashers.values():
             hasher.update(data)

@@ -8,14 +8,23 @@ verify_sig_process for verifying); _Prehashed puts the streamed digest there.
 
 DNS lookups go through the `txt` function the caller passes (the port to
 tmail's one resolver), so nothing here knows where DNS answers come from.
+
+What one message can cost is bounded: at most MAX_DKIM_SIGNATURES
+signatures are verified and hashed (600 signatures with distinct l= over
+2 MB once took a minute of CPU), an ARC chain longer than MAX_ARC_SETS is
+not verified at all, and all of a message's lookups share one deadline
+(DnsBudget), so a DNS server that never answers costs VERIFY_SECONDS, not
+a timeout per signature.
 """
 from __future__ import annotations
 
 import base64
 import dataclasses
+import inspect
 import logging
 import re
-from typing import Callable
+import time
+from collections.abc import Callable
 
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
@@ -25,7 +34,18 @@ from .bodyhash import BodyHashes
 
 log = logging.getLogger("tmail.signing")
 
-TxtLookup = Callable[[str], list[bytes] | None]   # None: temporary DNS failure
+# txt(name) or txt(name, timeout=seconds) -> the records; None: temporary DNS failure
+TxtLookup = Callable[..., list[bytes] | None]
+
+# Verified per message, topmost first; the rest are reported as dkim=policy
+# (RFC 8601 s2.7.1: signed, but not acceptable to the verifier's policy).
+# Large receivers stop at about as many.
+MAX_DKIM_SIGNATURES = 10
+# RFC 8617 s4.2.1 allows 50 ARC sets; a longer chain than this is arc=fail
+# without verifying (real chains have a few: one set per forwarding hop).
+MAX_ARC_SETS = 10
+VERIFY_SECONDS = 10.0    # for all of a message's DNS lookups together
+DEADLINE_REASON = "DNS time limit for the message reached"
 
 SIGN_BODY = (b"simple", b"sha256", None)     # tmail's DKIM: relaxed/simple
 ARC_BODY = (b"relaxed", b"sha256", None)     # ARC: relaxed/relaxed only
@@ -61,21 +81,63 @@ def _body_key(tags: dict, default_c: bytes) -> tuple:
 
 
 def body_hashes_for(header: bytes) -> BodyHashes:
-    """The body hashes this header block's signatures need, plus tmail's own."""
+    """The body hashes the signatures that will be verified need (the first
+    MAX_DKIM_SIGNATURES, an ARC chain no longer than MAX_ARC_SETS), plus
+    tmail's own."""
     hashes = BodyHashes()
     hashes.want(*SIGN_BODY)
     hashes.want(*ARC_BODY)
-    for field in hdr.split_fields(header):
-        name = hdr.name_of(field)
-        if name not in ("dkim-signature", "arc-message-signature"):
-            continue
+    fields = hdr.split_fields(header)
+    wanted = [f for f in fields if hdr.name_of(f) == "dkim-signature"][:MAX_DKIM_SIGNATURES]
+    if not _arc_too_long(fields):
+        wanted += [f for f in fields if hdr.name_of(f) == "arc-message-signature"]
+    for field in wanted:
+        default_c = b"simple/simple" if hdr.name_of(field) == "dkim-signature" else b"relaxed/relaxed"
         try:
-            tags = parse_tag_value(hdr.raw_value(field))
-            key = _body_key(tags, b"simple/simple" if name == "dkim-signature" else b"relaxed/relaxed")
-            hashes.want(*key)
+            hashes.want(*_body_key(parse_tag_value(hdr.raw_value(field)), default_c))
         except (InvalidTagValueList, ValueError, KeyError):
             continue  # a broken signature fails on its own when verified
     return hashes
+
+
+def _arc_too_long(fields: list[bytes]) -> bool:
+    counts = hdr.counts(fields)
+    return max(counts.get("arc-seal", 0), counts.get("arc-message-signature", 0)) > MAX_ARC_SETS
+
+
+class DnsBudget:
+    """A TXT lookup with one deadline for all of a message's lookups: each
+    gets at most the time left (when the lookup takes a timeout), and once
+    it is spent every lookup is a temporary failure, DNS not asked."""
+
+    def __init__(self, txt: TxtLookup, seconds: float = VERIFY_SECONDS,
+                 clock: Callable[[], float] = time.monotonic):
+        self.txt, self.clock = txt, clock
+        self.deadline = clock() + seconds
+        self.lookups = 0
+        self._takes_timeout = _takes_timeout(txt)
+
+    def left(self) -> float:
+        return max(0.0, self.deadline - self.clock())
+
+    @property
+    def expired(self) -> bool:
+        return self.left() <= 0
+
+    def __call__(self, name: str) -> list[bytes] | None:
+        left = self.left()
+        if left <= 0:
+            return None
+        self.lookups += 1
+        return self.txt(name, timeout=left) if self._takes_timeout else self.txt(name)
+
+
+def _takes_timeout(txt: TxtLookup) -> bool:
+    try:
+        parameters = inspect.signature(txt).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "timeout" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 class _Prehashed:
@@ -90,7 +152,7 @@ class _Prehashed:
                 key = _body_key(sig, default_c)
                 claimed = base64.b64decode(re.sub(rb"\s+", b"", sig[b"bh"]))
             except (ValueError, TypeError) as exc:
-                raise dkim.MessageFormatError(str(exc))
+                raise dkim.MessageFormatError(str(exc)) from None
             if self.body_hashes.get(key) != claimed:
                 raise dkim.ValidationError("body hash mismatch")
             sig = {k: v for k, v in sig.items() if k != b"bh"}
@@ -186,15 +248,21 @@ class _Dns:
 
 
 def verify_dkim(header: bytes, body_hashes: dict, txt: TxtLookup) -> list[DkimResult]:
-    """Every DKIM-Signature in the header block, verified (topmost first)."""
+    """The first MAX_DKIM_SIGNATURES DKIM-Signature fields verified (topmost
+    first) within one DNS deadline (txt: a DnsBudget, or a lookup given
+    VERIFY_SECONDS); one `policy` result stands for any further ones."""
+    budget = txt if isinstance(txt, DnsBudget) else DnsBudget(txt)
     try:
         verifier = _signer(_DKIM, header, body_hashes)
     except dkim.DKIMException as exc:
         return [DkimResult("permerror", "", "", reason=str(exc))] if b"dkim-signature" in header.lower() else []
-    count = sum(1 for name, _ in verifier.headers if name.lower() == b"dkim-signature")
+    signatures = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
     results = []
-    for index in range(count):
-        dns = _Dns(txt)
+    for index, value in enumerate(signatures[:MAX_DKIM_SIGNATURES]):
+        if budget.expired:
+            results.append(DkimResult("temperror", *_identity(value), reason=DEADLINE_REASON))
+            continue
+        dns = _Dns(budget)
         malformed = False
         try:
             ok = verifier.verify(idx=index, dnsfunc=dns)
@@ -208,23 +276,43 @@ def verify_dkim(header: bytes, body_hashes: dict, txt: TxtLookup) -> list[DkimRe
             result = "pass"
         elif dns.failed:
             result = "temperror"
+            reason = DEADLINE_REASON if budget.expired else "DNS lookup of the key failed"
         elif malformed or dns.missing:
             result = "permerror"
+            reason = "no key published" if dns.missing else reason
         else:
             result = "fail"
         results.append(DkimResult(
             result, _text(fields.get(b"d", b"")).lower(), _text(fields.get(b"s", b"")),
             tuple(_text(h).lower() for h in getattr(verifier, "include_headers", ()) or ()), reason))
+    unverified = len(signatures) - MAX_DKIM_SIGNATURES
+    if unverified > 0:
+        results.append(DkimResult("policy", "", "", reason=f"{unverified} more signatures not verified"
+                                                           f" (at most {MAX_DKIM_SIGNATURES} are)"))
     return results
 
 
+def _identity(signature: bytes) -> tuple[str, str]:
+    """d= and s= of a signature that is not verified, for the report."""
+    try:
+        tags = parse_tag_value(signature)
+    except (InvalidTagValueList, ValueError):
+        return "", ""
+    return _text(tags.get(b"d", b"")).lower(), _text(tags.get(b"s", b""))
+
+
 def verify_arc(header: bytes, body_hashes: dict, txt: TxtLookup) -> str:
-    """The incoming ARC chain: 'none', 'pass' or 'fail' (RFC 8617 s5.2)."""
+    """The incoming ARC chain: 'none', 'pass' or 'fail' (RFC 8617 s5.2);
+    a chain of more than MAX_ARC_SETS sets fails unverified."""
     if b"arc-seal" not in header.lower():
         return "none"
+    if _arc_too_long(hdr.split_fields(header)):
+        log.info("ARC chain of more than %d sets: not verified", MAX_ARC_SETS)
+        return "fail"
+    budget = txt if isinstance(txt, DnsBudget) else DnsBudget(txt)
     try:
         verifier = _signer(_ARC, header, body_hashes)
-        cv, _, reason = verifier.verify(dnsfunc=_Dns(txt))
+        cv = verifier.verify(dnsfunc=_Dns(budget))[0]
     except dkim.DKIMException as exc:
         log.info("ARC chain unusable: %s", exc)
         return "fail"
