@@ -71,3 +71,100 @@ def test_keys_are_reread_after_rotation(keys, zone):
     keys.create("d.test", "s2", "rsa", 1024)
     keys.activate("d.test", "s2")
     assert [k.selector for k in deliverability.signing_keys("d.test")] == ["s2"]
+
+
+def auth_results(out: bytes, name: bytes = b"Authentication-Results") -> list[str]:
+    from tmail.core import headers as hdr
+    header = out.partition(b"\n\n")[0] + b"\n"
+    return [hdr.value_of(f) for f in hdr.split_fields(header) if hdr.name_of(f) == name.decode().lower()]
+
+
+def test_forged_results_never_reach_the_seal(keys, zone):
+    import authres
+    deliverability = Deliverability(keys, lambda name: zone.get(name, []), "mx.d.test")
+    header = (b"Authentication-Results: (a(b)c) mx.d.test; dkim=pass header.d=plain.test\n"
+              b'Authentication-Results: "MX.D.TEST"; dmarc=pass header.from=plain.test\n'
+              b"Authentication-Results:\n (x) mx.d.test\n ; spf=pass smtp.mailfrom=a@plain.test\n"
+              b"Authentication-Results: (broken mx.d.test; arc=pass\n"
+              b"Authentication-Results: other.test; dkim=fail header.d=plain.test\n"
+              b"From: alice@lax.test\nSubject: forged\n")
+    _, out = forward(deliverability, header, b"hi\n")
+    assert b"plain.test" not in b"".join(v.encode() for v in auth_results(out, b"ARC-Authentication-Results"))
+    ids = [authres.AuthenticationResultsHeader.parse("Authentication-Results: " + v).authserv_id
+           for v in auth_results(out)]
+    assert ids == ["mx.d.test", "other.test"]
+
+
+def test_the_spf_result_comes_from_the_caller(keys, zone):
+    from tmail.core.authresults import Spf
+    deliverability = Deliverability(keys, lambda name: zone.get(name, []), "mx.d.test")
+    header = b"From: alice@orig.test\nSubject: x\n"
+    prepared = deliverability.prepare_forward(
+        header, iter([b"\nhi\n"]), alias_address="shop@d.test", from_rewrite="when-needed",
+        sign_domains=("d.test",), spf=Spf("pass", "bounce@orig.test", "mx.orig.test"))
+    ours = auth_results(prepared.header)[0]
+    assert "spf=pass smtp.mailfrom=bounce@orig.test" in ours and "dmarc=pass" in ours
+    assert prepared.rewritten     # SPF passed here, but does not align after forwarding (SRS)
+
+
+@pytest.mark.parametrize("from_fields,reason", [(b"", "no From field"),
+                                                (b"From: a@lax.test\nFrom: b@lax.test\n", "2 From fields")])
+def test_without_one_from_the_message_goes_unsigned_with_one_warning(keys, zone, caplog, from_fields, reason):
+    deliverability = Deliverability(keys, lambda name: zone.get(name, []), "mx.d.test")
+    caplog.set_level("WARNING")
+    prepared, out = forward(deliverability, from_fields + b"Subject: odd\n", b"body\n", mode="when-needed")
+    assert b"DKIM-Signature" not in out and b"ARC-Seal" not in out
+    assert b"dmarc=permerror" in out and not prepared.rewritten
+    [record] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert reason in record.getMessage() and record.exc_info is None
+
+
+def test_an_unparseable_from_is_never_evaluated(keys, zone):
+    deliverability = Deliverability(keys, lambda name: zone.get(name, []), "mx.d.test")
+    prepared, out = forward(deliverability, b"From: Alice <alice@orig.test\nSubject: x\n", b"hi\n")
+    ours = auth_results(out)[0]
+    assert "dmarc=permerror" in ours and "header.from" not in ours
+    assert not prepared.rewritten            # p=reject of orig.test does not apply to a guess
+    prepared, out = forward(deliverability, b"From: Alice <alice@orig.test\nSubject: x\n", b"hi\n", mode="always")
+    assert b"From: unknown sender <shop@d.test>\n" in out and b"DKIM-Signature" in out
+
+
+def test_a_crafted_message_costs_ten_signatures(keys, zone, monkeypatch):
+    from tmail.core import bodyhash
+    made = []
+
+    class CountingHasher(bodyhash.BodyHasher):
+        def __init__(self, *args, **kw):
+            made.append(args)
+            super().__init__(*args, **kw)
+
+    monkeypatch.setattr(bodyhash, "BodyHasher", CountingHasher)
+    asked = []
+    deliverability = Deliverability(keys, lambda name: asked.append(name) or zone.get(name, []), "mx.d.test")
+    signatures = b"".join(b"DKIM-Signature: v=1; a=rsa-sha256; c=simple/simple; d=orig.test; s=s%d;"
+                          b" l=%d; h=from; bh=AAAA; b=AAAA\n" % (i, 1000 + i) for i in range(600))
+    body = (b"x" * 999 + b"\n") * 2048                       # 2 MB
+    prepared, out = forward(deliverability, signatures + b"From: alice@orig.test\nSubject: x\n", body)
+    assert len(made) <= 12
+    assert len([name for name in asked if "._domainkey." in name]) == 10
+    assert prepared.notes.startswith("dkim=" + "/".join(["permerror"] * 10 + ["policy"]) + " ")
+    ours = auth_results(out)[0]
+    assert ours.count("dkim=") == 11 and 'dkim=policy reason="590 more signatures not verified' in ours
+
+
+def test_verification_stops_at_the_deadline(keys, zone):
+    import time
+    signed = dkim.sign(b"From: alice@orig.test\r\nSubject: x\r\n\r\nhi\r\n", b"s1", b"orig.test",
+                       keys.read(next(k for k in keys.keys("d.test") if k.algorithm == "rsa")))
+    asked = []
+
+    def blocking(name, timeout=None):     # then None: the resolver's answer to a timeout
+        asked.append(name)
+        time.sleep(min(timeout, 30))
+
+    deliverability = Deliverability(keys, blocking, "mx.d.test", verify_seconds=0.3)
+    started = time.monotonic()
+    header = signed.replace(b"\r\n", b"\n") * 30 + b"From: alice@orig.test\nSubject: x\n"
+    prepared, _ = forward(deliverability, header, b"hi\n")
+    assert time.monotonic() - started < 10 and len(asked) == 1
+    assert prepared.notes.startswith("dkim=" + "/".join(["temperror"] * 10 + ["policy"]) + " dmarc=temperror")

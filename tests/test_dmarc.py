@@ -103,13 +103,98 @@ def test_authentication_results_round_trip_and_quoting():
                                     dmarc.Result("pass", "orig.test", "reject"), "none")
     field = hdr.make_field("Authentication-Results", value)
     assert b'smtp.mailfrom="we\\"ird;local@orig.test"' in field
-    kept, parsed = authresults.take_own([field, b"Authentication-Results: other.test; spf=fail\n",
-                                         b"Subject: x\n"], "mx.d.test")
-    assert parsed == spf
+    kept = authresults.strip_own([field, b"Authentication-Results: other.test; spf=fail\n",
+                                  b"Subject: x\n"], "mx.d.test")
     assert kept == [b"Authentication-Results: other.test; spf=fail\n", b"Subject: x\n"]
     import authres
     parsed_by_authres = authres.AuthenticationResultsHeader.parse(field.decode().replace("\n\t", " ").strip())
     assert [r.method for r in parsed_by_authres.results] == ["spf", "dkim", "dmarc", "arc"]
+
+
+OTHERS = [b"Authentication-Results: other.test; dkim=pass header.d=mx.d.test\n",   # names it, not its id
+          b"Authentication-Results: mx.d.test.other; spf=pass\n",
+          b"Subject: mx.d.test\n"]
+
+
+@pytest.mark.parametrize("forged", [
+    b"Authentication-Results: mx.d.test; spf=pass smtp.mailfrom=a@plain.test\n",
+    b"Authentication-Results: (a(b)c) mx.d.test; dkim=pass header.d=plain.test\n",   # nested comment
+    b'Authentication-Results: "mx.d.test"; dkim=pass header.d=plain.test\n',          # quoted
+    b"Authentication-Results: MX.D.Test 1; dkim=pass header.d=plain.test\n",         # case, version
+    b"Authentication-Results:\n (x)\n mx.d.test;\n dkim=pass header.d=plain.test\n",  # folded
+    b"authentication-results  : mx.d.test(c\\)); dmarc=pass\n",
+    b"Authentication-Results: (unterminated mx.d.test; dkim=pass\n",                # unparseable
+    b"Authentication-Results: mx.d.test\n",                                        # no ';'
+])
+def test_every_field_claiming_the_authserv_id_is_removed(forged):
+    assert authresults.strip_own([forged] + OTHERS + [forged], "mx.d.test") == OTHERS
+
+
+def test_dkim_reasons_are_plain_quoted_strings():
+    value = authresults.field_value("mx.d.test", None, [
+        DkimResult("fail", "orig.test", "s1", reason='body "hash"\r\n\\mismatch'),
+        DkimResult("pass", "orig.test", "s2", reason="ignored")], dmarc.Result("none", "orig.test"), "none")
+    assert 'dkim=fail reason="body hash mismatch" header.d=orig.test' in value
+    assert "dkim=pass header.d=orig.test header.s=s2" in value
+    import authres
+    parsed = authres.AuthenticationResultsHeader.parse("Authentication-Results: " + value.replace("\n\t", " "))
+    assert parsed.results[1].reason == "body hash mismatch"
+
+
+def fields(text: bytes):
+    return hdr.split_fields(text + b"To: shop@d.test\nSubject: x\n")
+
+
+@pytest.mark.parametrize("header,domain", [
+    (b"From: Alice (comment, with comma) <a@x.test>\n", "x.test"),
+    (b"From: =?utf-8?q?J=C3=BCrgen?= <j@B\xc3\xbccher.test>\n", "xn--bcher-kva.test"),
+    (b"From: alice@orig.test (Alice)\n", "orig.test"),
+    (b"", ""),                                                             # no From
+    (b"From: a@x.test\nFrom: b@y.test\n", ""),                             # several From fields
+    (b"From: a@x.test, b@y.test\n", ""),                                   # several mailboxes
+    (b"From: Team: a@x.test;\n", ""),                                      # a group
+    (b"From: a@[192.0.2.1]\n", ""),                                        # a domain literal
+    (b"From: <a@x.test\n", ""),                                            # does not parse
+    (b"From: a@x_y.test\n", ""),                                           # not a DNS name
+])
+def test_from_domain_only_of_a_single_parseable_author(header, domain):
+    assert fromrewrite.from_domain(fields(header)) == domain
+
+
+def test_no_single_author_is_permerror_never_pass():
+    txt = zone({"_dmarc.x.test": ["v=DMARC1; p=reject"]})
+    for header in (b"", b"From: a@x.test, b@x.test\n", b"From: <a@x.test\n", b"From: a@x.test\nFrom: a@x.test\n"):
+        result = dmarc.evaluate(fromrewrite.from_domain(fields(header)), [DkimResult("pass", "x.test", "s")],
+                                "pass", "x.test", txt)
+        assert (result.result, result.from_domain) == ("permerror", "")
+        assert not fromrewrite.needed("when-needed", result, False)
+        value = authresults.field_value("mx.d.test", None, [], result, "none")
+        assert "dmarc=permerror;" in value and "header.from" not in value
+
+
+ENCODED_CRLF = b"=?utf-8?q?Eve=0D=0ABcc=3A_x=40evil=2Etest?= <eve@orig.test"
+
+
+def test_always_rewrites_an_unknown_author_without_copying_it():
+    for header in (b"", b"From: " + ENCODED_CRLF + b"\n"):
+        out = b"".join(fromrewrite.rewrite(fields(header), "shop@d.test"))
+        assert b"From: unknown sender <shop@d.test>\n" in out
+        assert b"Reply-To" not in out and b"\nBcc:" not in out and b"\r" not in out
+    out = b"".join(fromrewrite.rewrite(fields(b"From: a@x.test\nFrom: b@y.test\n"), "shop@d.test"))
+    assert out.count(b"From: ") == 1 + 2 and out.count(b"X-Original-From: ") == 2
+    assert b"From: unknown sender <shop@d.test>\n" in out
+
+
+def test_a_decoded_line_break_never_reaches_a_new_field():
+    out = b"".join(fromrewrite.rewrite(fields(b"From: " + ENCODED_CRLF + b">\n"), "shop@d.test"))
+    assert b'From: "Eve Bcc: x@evil.test (eve@orig.test)" <shop@d.test>\n' in out
+    assert b'Reply-To: "Eve Bcc: x@evil.test" <eve@orig.test>\n' in out
+    assert b"\nBcc:" not in out and b"\r" not in out
+
+
+def test_an_internationalised_author_is_rewritten():
+    out = b"".join(fromrewrite.rewrite(fields("From: Jürgen <jürgen@bücher.test>\n".encode()), "shop@d.test"))
+    assert b"Reply-To: =?utf-8?" in out and "<jürgen@bücher.test>".encode() in out
 
 
 def test_null_sender_spf_is_the_helo_identity():

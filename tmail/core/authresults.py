@@ -1,9 +1,10 @@
 """Authentication-Results (RFC 8601): what tmail found on a message.
 
-The milter writes the SPF part at the end of the SMTP transaction (it knows
-the client's address and HELO); the delivery adds DKIM, DMARC and ARC and
-replaces that field with one that holds them all. A field with tmail's
-authserv-id that tmail did not write is a forgery and is removed (s5).
+The milter finds the SPF result (it knows the client's address and HELO);
+the delivery adds DKIM, DMARC and ARC and writes one field that holds them
+all. Every field that arrived claiming tmail's authserv-id is removed (s5):
+the SPF result reaches the delivery from the milter as a value, never read
+back from a header field a sender could have written.
 """
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import dataclasses
 import re
 
 from . import headers as hdr
+from . import rfc5322
 from .dmarc import Result as DmarcResult
 from .signing import DkimResult
 
+MAX_REASON = 80     # characters of a reason= kept in the field
 _BARE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+(@[A-Za-z0-9.\-]+)?")
 
 
@@ -45,47 +48,24 @@ class Spf:
         return clause
 
 
-def spf_field_value(authserv_id: str, spf: Spf) -> str:
-    return f"{authserv_id}; {spf.clause()}"
-
-
-def authserv_id_of(value: str) -> str:
-    return re.sub(r"\([^)]*\)", "", value.split(";", 1)[0]).split()[0] if value.strip() else ""
-
-
-def take_own(fields: list[bytes], authserv_id: str) -> tuple[list[bytes], Spf | None]:
-    """Remove every Authentication-Results field carrying tmail's authserv-id;
-    return the rest and the SPF result of the topmost one (the milter's)."""
-    kept, spf = [], None
-    seen_own = False
+def strip_own(fields: list[bytes], authserv_id: str) -> list[bytes]:
+    """The fields without any Authentication-Results field that claims
+    tmail's authserv-id (s5): whatever comments, quoting, case or folding
+    it hides behind, and also a field that cannot be parsed but names that
+    id anywhere (a receiver's lenient parser might read it as tmail's)."""
+    own = authserv_id.lower()
+    kept = []
     for field in fields:
-        if hdr.name_of(field) != "authentication-results":
-            kept.append(field)
-            continue
-        value = hdr.value_of(field)
-        if authserv_id_of(value).lower() != authserv_id.lower():
-            kept.append(field)
-            continue
-        if not seen_own:
-            spf = _parse_spf(value)
-        seen_own = True
-    return kept, spf
-
-
-def _parse_spf(value: str) -> Spf | None:
-    match = re.search(r"\bspf=([a-z]+)", value)
-    if not match:
-        return None
-    mailfrom = re.search(r'smtp\.mailfrom=("(?:[^"\\]|\\.)*"|[^\s;]+)', value)
-    helo = re.search(r'smtp\.helo=("(?:[^"\\]|\\.)*"|[^\s;]+)', value)
-    return Spf(match.group(1), _unquote(mailfrom.group(1)) if mailfrom else "",
-               _unquote(helo.group(1)) if helo else "")
-
-
-def _unquote(text: str) -> str:
-    if text.startswith('"') and text.endswith('"'):
-        return re.sub(r"\\(.)", r"\1", text[1:-1])
-    return text
+        if hdr.name_of(field) == "authentication-results":
+            value = hdr.value_of(field)
+            try:
+                claimed = rfc5322.authserv_id(value).lower() == own
+            except rfc5322.HeaderSyntaxError:
+                claimed = own in value.lower()
+            if claimed:
+                continue
+        kept.append(field)
+    return kept
 
 
 def field_value(authserv_id: str, spf: Spf | None, dkim: list[DkimResult],
@@ -94,6 +74,9 @@ def field_value(authserv_id: str, spf: Spf | None, dkim: list[DkimResult],
     if dkim:
         for r in dkim:
             clause = f"dkim={r.result}"
+            reason = _reason(r.reason) if r.result != "pass" else ""
+            if reason:
+                clause += f' reason="{reason}"'
             if r.domain:
                 clause += f" header.d={pvalue(r.domain)}"
             if r.selector:
@@ -109,3 +92,9 @@ def field_value(authserv_id: str, spf: Spf | None, dkim: list[DkimResult],
     clauses.append(dmarc_clause)
     clauses.append(f"arc={arc}")
     return f"{authserv_id};\n\t" + ";\n\t".join(clauses)
+
+
+def _reason(text: str) -> str:
+    """A reason= value: printable ASCII without quotes or backslashes, so
+    every RFC 8601 parser (authres, in the ARC seal too) reads it."""
+    return " ".join(re.sub(r'[^ -~]|["\\]', " ", text).split())[:MAX_REASON].strip()

@@ -5,6 +5,11 @@ forwarding.
 SRS gives the forwarded copy an envelope sender at tmail's SRS domain, so
 at the next hop SPF never aligns with the From domain: DMARC there rests on
 an aligned original DKIM signature alone.
+
+The From domain comes from tmail.core.fromrewrite.from_domain, which gives
+'' when the message has no single, parseable From mailbox: that is
+permerror with no header.from (s6.6.1), never evaluated against a guessed
+domain and never a pass.
 """
 from __future__ import annotations
 
@@ -43,7 +48,7 @@ class Result:
 
 def parse_record(text: str) -> Record | None:
     """A DMARC TXT record, or None when it is not one (RFC 7489 s6.3)."""
-    tags = {}
+    tags: dict[str, str] = {}
     for part in text.split(";"):
         name, sep, value = part.partition("=")
         if sep:
@@ -108,7 +113,7 @@ def find_record(from_domain: str, txt: TxtLookup) -> tuple[Record | None, bool]:
 
 def evaluate(from_domain: str, dkim: list[DkimResult], spf: str, spf_domain: str,
              txt: TxtLookup) -> Result:
-    if not from_domain:
+    if not from_domain:     # no single author: nothing to evaluate
         return Result("permerror", "")
     try:
         record, inherited = find_record(from_domain, txt)

@@ -49,11 +49,12 @@ def from_config(cfg, txt=None) -> "Deliverability":
 
 class Deliverability:
     def __init__(self, keys, txt, authserv_id: str, *, sign: bool = True, seal: bool = True,
-                 spool_directory: str | None = None):
+                 spool_directory: str | None = None, verify_seconds: float = signing.VERIFY_SECONDS):
         self.keys = keys                  # KeyStore (or anything with signing_keys(domain))
         self.txt = txt                    # the resolver's TXT lookup
         self.authserv_id = authserv_id
         self.sign, self.seal = sign, seal
+        self.verify_seconds = verify_seconds   # all of one message's DNS lookups
         self.spool_directory = spool_directory
         self._key_cache: dict[str, tuple] = {}
         self._lock = threading.Lock()
@@ -96,18 +97,20 @@ class Deliverability:
 
     # -- forwarding -------------------------------------------------------------
     def prepare_forward(self, header: bytes, body, *, alias_address: str, from_rewrite: str,
-                        sign_domains: tuple[str, ...]) -> Prepared:
+                        sign_domains: tuple[str, ...], spf: authresults.Spf | None = None) -> Prepared:
+        """spf: what the milter found for the connecting client (None: not checked)."""
         hashes = signing.body_hashes_for(header)
         spool = self._spool(body, hashes)
         digests = hashes.finish()
 
-        fields, spf = authresults.take_own(hdr.split_fields(header), self.authserv_id)
+        fields = authresults.strip_own(hdr.split_fields(header), self.authserv_id)
         received = b"".join(fields)
-        dkim_results = signing.verify_dkim(received, digests, self.txt)
-        arc = signing.verify_arc(received, digests, self.txt)
+        txt = signing.DnsBudget(self.txt, self.verify_seconds)
+        dkim_results = signing.verify_dkim(received, digests, txt)
+        arc = signing.verify_arc(received, digests, txt)
         from_domain = fromrewrite.from_domain(fields)
         dmarc_result = dmarc.evaluate(from_domain, dkim_results, spf.result if spf else "none",
-                                      spf.domain if spf else "", self.txt)
+                                      spf.domain if spf else "", txt)
         ar = hdr.make_field("Authentication-Results", authresults.field_value(
             self.authserv_id, spf, dkim_results, dmarc_result, arc))
 
@@ -134,6 +137,13 @@ class Deliverability:
     def _signed(self, fields: list[bytes], digests: dict, sign_domains, seal: bool = True) -> bytes:
         header = b"".join(fields)
         if not (self.sign or self.seal):
+            return header
+        froms = hdr.counts(fields).get("from", 0)
+        if froms != 1:
+            # DKIM must sign From (RFC 6376 s5.4; dkimpy raises without
+            # one) and DMARC cannot judge several: the message goes as it came
+            log.warning("%s: sent unsigned and unsealed",
+                        "no From field" if froms == 0 else f"{froms} From fields")
             return header
         keys = self.keys_for(*sign_domains)
         if not keys:
