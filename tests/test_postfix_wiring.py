@@ -1,8 +1,20 @@
-"""The pure computation of tmail's Postfix changes."""
+"""tmail's Postfix changes: computed purely, and applied to a real main.cf."""
+import grp
+import os
+import pwd
+import shutil
+import subprocess
+
 import pytest
+from helpers import Cli, write_config
 
 from tmail import config
 from tmail import postfix_wiring as wiring
+
+# What `postconf -d` says on Postfix 3.7 for the list parameters tmail adds to.
+DEFAULTS = {"smtpd_milters": "", "transport_maps": "", "smtpd_recipient_restrictions": "",
+            "smtpd_restriction_classes": "",
+            "relay_domains": "${{$compatibility_level} <level {2} ? {$mydestination} : {}}"}
 
 
 @pytest.fixture
@@ -33,7 +45,7 @@ def test_install_adds_to_lists_and_is_idempotent(cfg):
     assert "permit_mynetworks, reject_unauth_destination" in new_main["smtpd_recipient_restrictions"]
     assert "default_action=accept" in new_main["smtpd_milters"]
     assert new_main["tmail_destination_recipient_limit"] == "1"
-    assert "flags=D" in new_master["tmail/unix"] and "no_milters" in new_master["127.0.0.1:10026/inet"]
+    assert "no_milters" in new_master["127.0.0.1:10026/inet"]
     assert wiring.install_changes(cfg, new_main, new_master) == []
 
 
@@ -53,6 +65,55 @@ def test_uninstall_removes_only_what_install_added(cfg):
     assert "tmail_time_limit" not in restored_main and restored_master == {}
 
 
+def test_install_keeps_a_default_expression_and_uninstall_returns_to_it(cfg):
+    main = dict(DEFAULTS)   # nothing explicit: what the adapter reads via postconf -d
+    installed = apply(main, {}, wiring.install_changes(cfg, main, {}))
+    assert installed[0]["relay_domains"] == DEFAULTS["relay_domains"] + ", hash:/etc/postfix/tmail/domains"
+    changes = wiring.uninstall_changes(cfg, *installed, DEFAULTS)
+    assert {c.name for c in changes if c.kind == "main" and c.new is None} >= set(DEFAULTS)
+    restored, master = apply(*installed, changes)
+    assert {k: v for k, v in restored.items() if k not in DEFAULTS} == {} and master == {}
+    assert wiring.uninstall_changes(cfg, {**DEFAULTS, **restored}, master, DEFAULTS) == []
+
+
+def test_uninstall_keeps_explicit_values_that_differ_from_the_default(cfg):
+    main = {**DEFAULTS, "relay_domains": "", "smtpd_milters": "inet:127.0.0.1:8891"}
+    installed = apply(main, {}, wiring.install_changes(cfg, main, {}))
+    restored, _ = apply(*installed, wiring.uninstall_changes(cfg, *installed, DEFAULTS))
+    # relay_domains = (empty) differs from its default: it stays, empty
+    assert restored["relay_domains"] == "" and restored["smtpd_milters"] == "inet:127.0.0.1:8891"
+
+
+def test_master_entries_pass_mail_through_unchanged(cfg):
+    entries = wiring.master_entries(cfg)
+    pipe, listener = entries["tmail/unix"], entries["127.0.0.1:10026/inet"]
+    # pipe's D flag bounces a looping message: backscatter to the sender
+    assert "flags=" not in pipe and "null_sender=" in pipe.split()
+    assert "-o local_header_rewrite_clients=" in listener
+    assert "-o cleanup_service_name=tmail-cleanup" in listener
+    assert "no_address_mappings" not in listener   # destinations may be virtual aliases
+    cleanup = entries[wiring.MASTER_CLEANUP]
+    assert cleanup.split()[:8] == ["tmail-cleanup", "unix", "n", "-", "n", "-", "0", "cleanup"]
+    assert "-o remote_header_rewrite_domain=" in cleanup and "always_add_missing_headers=no" in cleanup
+
+
+def test_socket_directory_check(tmp_path):
+    from tmail.cli.postfix_check import _socket_directory
+    try:
+        tmail, _ = pwd.getpwnam("tmail"), grp.getgrnam(wiring.SOCKET_GROUP)
+    except KeyError:
+        pytest.skip("no tmail user or tmail-postfix group (run install.sh --deps-only)")
+    sockets = tmp_path / "tmail"
+    sockets.mkdir()
+    shutil.chown(sockets, "tmail", wiring.SOCKET_GROUP)
+    os.chmod(sockets, 0o2750)
+    assert _socket_directory(str(sockets), tmail)[0] is True
+    shutil.chown(sockets, "tmail", "tmail")       # what an older install made
+    os.chmod(sockets, 0o750)
+    ok, detail = _socket_directory(str(sockets), tmail)
+    assert not ok and detail.endswith("tmail:tmail mode 0750 (want tmail:tmail-postfix mode 2750)")
+
+
 def test_split_list_keeps_braced_groups():
     value = "{ unix:a, default_action=accept }, inet:127.0.0.1:1 unix:b"
     assert wiring.split_list(value) == ["{ unix:a, default_action=accept }", "inet:127.0.0.1:1", "unix:b"]
@@ -62,3 +123,52 @@ def test_map_files():
     files = wiring.map_files(["b.test", "a.test"], "srs.test")
     assert files["transport"] == "a.test tmail:\nb.test tmail:\nsrs.test tmail:\n"
     assert files["guard"].splitlines()[0] == "a.test tmail_guard"
+
+
+# -- through a real postconf(1) on a copy of Postfix's pristine main.cf -------
+
+def _pristine(directory):
+    directory.mkdir()
+    for name in ("main.cf", "master.cf"):
+        shutil.copy(f"/usr/share/postfix/{name}.dist", directory / name)
+    # .dist leaves these empty for the packager; postmap refuses to run so.
+    _postconf(directory, "-X", "debugger_command", "sendmail_path", "newaliases_path", "mailq_path",
+              "html_directory", "manpage_directory", "sample_directory", "readme_directory")
+    _postconf(directory, "-e", "setgid_group=postdrop")
+
+
+def _postconf(directory, *args):
+    return subprocess.run(["postconf", "-c", str(directory), *args], capture_output=True,
+                          text=True, check=True).stdout
+
+
+@pytest.fixture
+def postfix_dir(tmp_path):
+    if not os.path.exists("/usr/share/postfix/main.cf.dist"):
+        pytest.skip("Postfix is not installed")
+    return tmp_path / "postfix"
+
+
+@pytest.mark.parametrize("explicit", [[], ["relay_domains=", "smtpd_milters=inet:127.0.0.1:8891",
+                                          "smtpd_recipient_restrictions=permit_mynetworks, reject"]])
+def test_install_then_uninstall_leaves_postfix_as_it_was(tmp_path, postfix_dir, explicit):
+    _pristine(postfix_dir)
+    if explicit:
+        _postconf(postfix_dir, "-e", *explicit)
+    original = {name: (postfix_dir / name).read_bytes() for name in ("main.cf", "master.cf")}
+    cli = Cli(write_config(tmp_path, f"sqlite:///{tmp_path}/tmail.db", postfix={
+        "config_directory": str(postfix_dir), "map_directory": str(tmp_path / "maps")}))
+    cli("db", "upgrade")
+    assert cli.json("postfix", "install", "--no-reload")["changed"] is True
+    relay = _postconf(postfix_dir, "-n", "-h", "relay_domains").strip()
+    if not explicit:   # the default expression, not what it expands to today
+        assert relay.startswith("${{$compatibility_level}") and relay.endswith(f"{tmp_path}/maps/domains")
+    assert cli.json("postfix", "install", "--no-reload")["changed"] is False
+
+    dry = cli.json("postfix", "uninstall", "--dry-run", "--no-reload")
+    assert any(c.startswith("remove main tmail_guard") for c in dry["changes"])
+    assert (postfix_dir / "main.cf").read_bytes() != original["main.cf"]
+    assert cli.json("postfix", "uninstall", "--no-reload")["changed"] is True
+    for name in ("main.cf", "master.cf"):
+        assert (postfix_dir / name).read_bytes() == original[name], name
+    assert cli.json("postfix", "uninstall", "--no-reload")["changed"] is False

@@ -3,7 +3,15 @@
 Every change is either one item added to a list-valued parameter (left in
 place if there already) or a parameter/service of tmail's own. The adapter
 (tmail.cli.postfix) reads the current values with postconf, asks this module
-what to change, and applies it with postconf -e / -M.
+what to change, and applies it with postconf -e / -X / -M.
+
+Values are always Postfix's unexpanded text: what main.cf says, or for a
+parameter it does not set, Postfix's default (`postconf -d`), which may be
+an expression such as relay_domains' `${{$compatibility_level} <level {2} ?
+{$mydestination} : {}}`. Building on the expanded value would freeze today's
+result into main.cf; building on the text keeps it live, and lets uninstall
+recognise "back to the default" and delete the line instead of leaving
+`relay_domains = <what the default expanded to>` or an empty `smtpd_milters =`.
 """
 from __future__ import annotations
 
@@ -11,6 +19,12 @@ import re
 from dataclasses import dataclass
 
 MASTER_PIPE = "tmail/unix"
+MASTER_CLEANUP = "tmail-cleanup/unix"
+# The milter and guard sockets' directory under the queue directory: owned
+# by tmail, group SOCKET_GROUP (the postfix user's only link to tmail),
+# setgid so the sockets the daemon makes there get that group.
+SOCKET_GROUP = "tmail-postfix"
+SOCKET_DIR_MODE = 0o2750
 
 
 @dataclass(frozen=True)
@@ -65,23 +79,41 @@ def own_params(cfg) -> dict[str, str]:
 
 def master_entries(cfg) -> dict[str, str]:
     p = cfg["postfix"]
-    pipe = (f"tmail unix - n n - - pipe flags=D null_sender= user={p['pipe_user']} "
+    # No flags=D: pipe would bounce a message that already has this
+    # Delivered-To, i.e. send backscatter to a probably forged sender; tmail
+    # detects loops itself. null_sender= passes <> as an empty argument
+    # (else MAILER-DAEMON); one recipient per run (tmail_destination_
+    # recipient_limit) so each alias is counted and answered on its own.
+    pipe = (f"tmail unix - n n - - pipe null_sender= user={p['pipe_user']} "
             f"argv={p['deliver_command']} --socket {cfg['daemon']['deliver_socket']} "
             "${queue_id} ${sender} ${recipient}")
-    host, _, port = p["reinject_listener"].rpartition(":")
+    # The reinjection listener's own cleanup: remote_header_rewrite_domain
+    # and always_add_missing_headers belong to cleanup(8), out of reach of
+    # the listener's -o, and either would add Message-Id/Date or qualify
+    # and reformat address fields of a message tmail has already signed.
+    cleanup = ("tmail-cleanup unix n - n - 0 cleanup"
+               " -o remote_header_rewrite_domain= -o always_add_missing_headers=no"
+               " -o undisclosed_recipients_header= -o message_strip_characters=")
+    host = p["reinject_listener"].rpartition(":")[0]
+    # Postfix's FILTER_README after-filter listener: nothing checked twice,
+    # nothing rewritten (local_header_rewrite_clients= : 127.0.0.1 would
+    # otherwise count as local and get its headers completed). Address
+    # mappings stay on: a destination may be one of Postfix's virtual aliases.
     listener = (
         f"{p['reinject_listener']} inet n - n - - smtpd"
         " -o syslog_name=postfix/tmail-reinject"
-        " -o smtpd_milters= -o non_smtpd_milters= -o content_filter="
+        " -o smtpd_milters= -o non_smtpd_milters= -o content_filter= -o smtpd_proxy_filter="
         " -o receive_override_options=no_header_body_checks,no_unknown_recipient_checks,no_milters"
+        " -o local_header_rewrite_clients= -o cleanup_service_name=tmail-cleanup"
         f" -o mynetworks={host}/32"
         " -o smtpd_client_restrictions= -o smtpd_helo_restrictions="
         " -o smtpd_sender_restrictions= -o smtpd_data_restrictions="
+        " -o smtpd_end_of_data_restrictions="
         " -o smtpd_recipient_restrictions=permit_mynetworks,reject"
         " -o smtpd_relay_restrictions=permit_mynetworks,reject"
         " -o smtputf8_enable=yes"
     )
-    return {MASTER_PIPE: pipe, _listener_key(cfg): listener}
+    return {MASTER_PIPE: pipe, MASTER_CLEANUP: cleanup, _listener_key(cfg): listener}
 
 
 def split_list(value: str) -> list[str]:
@@ -124,7 +156,11 @@ class Conflict(Exception):
 
 def install_changes(cfg, main: dict[str, str], master: dict[str, str],
                     force: bool = False) -> list[Change]:
-    """The changes that wire tmail in; [] when it already is (idempotent)."""
+    """The changes that wire tmail in; [] when it already is (idempotent).
+
+    `main` holds each parameter's unexpanded text (see the module's doc):
+    tmail's item is added to it, so a default that is an expression stays one.
+    """
     changes: list[Change] = []
     for name, (item, where) in list_items(cfg).items():
         current = main.get(name, "")
@@ -154,15 +190,29 @@ def install_changes(cfg, main: dict[str, str], master: dict[str, str],
     return changes
 
 
-def uninstall_changes(cfg, main: dict[str, str], master: dict[str, str]) -> list[Change]:
+def _same_list(a: list[str], b: list[str]) -> bool:
+    return [_norm(i) for i in a] == [_norm(i) for i in b]
+
+
+def uninstall_changes(cfg, main: dict[str, str], master: dict[str, str],
+                      defaults: dict[str, str] | None = None) -> list[Change]:
+    """The changes that take out what install added; [] when nothing is left.
+
+    A list parameter whose remaining items are its default (`defaults`,
+    from postconf -d) is removed from main.cf rather than written out, so
+    main.cf ends as it was before install, default expressions included.
+    """
+    defaults = defaults or {}
     changes = []
     for name, (item, _where) in list_items(cfg).items():
         current = main.get(name, "")
         items = split_list(current)
         start = _find(items, item)
-        if start >= 0:
-            kept = items[:start] + items[start + len(split_list(item)):]
-            changes.append(Change("main", name, current, ", ".join(kept)))
+        if start < 0:
+            continue
+        kept = items[:start] + items[start + len(split_list(item)):]
+        back_to_default = _same_list(kept, split_list(defaults.get(name, "")))
+        changes.append(Change("main", name, current, None if back_to_default else ", ".join(kept)))
     for name in own_params(cfg):
         if main.get(name):
             changes.append(Change("main", name, main[name], None))

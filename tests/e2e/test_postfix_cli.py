@@ -1,5 +1,7 @@
 """tmail postfix install | check | uninstall against the private instance."""
 import json
+import os
+import smtplib
 import subprocess
 
 
@@ -14,7 +16,50 @@ def test_check_reports_everything_ok(mx):
     assert result.returncode == 0, [c for c in out["checks"] if not c["ok"]]
     names = {c["check"] for c in out["checks"]}
     assert {"postfix settings", "milter socket", "delivery socket", "reinjection listener",
-            "pipe user", "lookup tables", "SRS secret file", "database file"} <= names
+            "pipe user", "lookup tables", "SRS secret file", "database file", "socket directory",
+            "postfix user's groups", "configuration file"} <= names
+
+
+def failed_checks(mx) -> dict:
+    result = mx.tmail("postfix", "check", "--json", as_root=True, check=False)
+    return {c["check"]: c["detail"] for c in json.loads(result.stdout)["checks"] if not c["ok"]}
+
+
+def test_check_finds_what_the_postfix_user_could_reach(mx):
+    sockets = f"{mx.queue}/tmail"
+    os.chmod(sockets, 0o750)        # no setgid: new sockets would not get tmail-postfix
+    os.chmod(mx.config, 0o644)      # world-readable, so the postfix user reads it too
+    try:
+        failed = failed_checks(mx)
+        assert set(failed) == {"socket directory", "configuration file"}, failed
+        assert "want tmail:tmail-postfix mode 2750" in failed["socket directory"]
+        assert "world-readable" in failed["configuration file"]
+        assert "readable by postfix" in failed["configuration file"]
+    finally:
+        os.chmod(sockets, 0o2750)
+        os.chmod(mx.config, 0o640)
+    assert failed_checks(mx) == {}
+
+
+def test_reinjection_listener_passes_mail_unchanged(mx, sink):
+    # Settings an admin may well have (Postfix's docs suggest domain.invalid):
+    # they make cleanup complete and qualify the headers of mail from
+    # "remote" clients, 127.0.0.1 included, after tmail signed it.
+    mx.postconf("remote_header_rewrite_domain=domain.invalid", "always_add_missing_headers=yes")
+    mx.reload()
+    body = (b"From: Alice  <alice>\r\nTo: bob,  someone@real.test (Some One)\r\n"
+            b"Subject: as signed\r\n\r\nbody\r\n")
+    try:
+        with smtplib.SMTP("127.0.0.1", mx.reinject_port, timeout=30) as client:
+            client.sendmail("alice@orig.test", ["listener@real.test"], body)
+        [msg] = sink.wait_for(lambda m: "listener@real.test" in m.rcpts)
+    finally:
+        postconf(mx, "-X", "remote_header_rewrite_domain", "always_add_missing_headers")
+        mx.reload()
+    # Only Postfix's own Received field is prepended; no Message-Id, no Date,
+    # no @domain.invalid, the spacing as it was.
+    assert msg.data.startswith(b"Received: ") and msg.data.endswith(body), msg.data
+    assert msg.data.count(b"\r\n\r\n") == 1 and b"Message-I" not in msg.data.split(body)[0]
 
 
 def test_install_again_changes_nothing_and_dry_run_writes_nothing(mx):
@@ -32,7 +77,9 @@ def test_uninstall_restores_then_install_rewires(mx):
     unwired = postconf(mx, "-n")
     for trace in ("tmail_", "milter.sock", f"{mx.maps}/", "policy.sock"):
         assert trace not in unwired
-    assert "tmail/unix" not in postconf(mx, "-M") and str(mx.reinject_port) not in postconf(mx, "-M")
+    master = postconf(mx, "-M")
+    assert "tmail/unix" not in master and "tmail-cleanup" not in master
+    assert str(mx.reinject_port) not in master
     assert "relayhost = [127.0.0.1]" in unwired  # unrelated settings stay
     check = mx.tmail("postfix", "check", as_root=True, check=False)
     assert check.returncode == 1 and "[FAIL] postfix settings" in check.stdout
@@ -52,11 +99,14 @@ def test_conflicting_setting_is_refused_without_force(mx):
 
 
 def test_adding_a_domain_updates_postfix_maps(mx):
+    def transport():
+        with open(f"{mx.maps}/transport") as handle:
+            return handle.read()
     mx.tmail("domain", "add", "new.test", as_root=True)
-    assert "new.test tmail:" in open(f"{mx.maps}/transport").read()
+    assert "new.test tmail:" in transport()
     out = postconf(mx, "-x", "-h", "transport_maps").strip()
     lookup = subprocess.run(["postmap", "-c", mx.conf, "-q", "new.test", out.split(",")[0].strip()],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     assert lookup.stdout.strip() == "tmail:"
     mx.tmail("domain", "remove", "new.test", as_root=True)
-    assert "new.test" not in open(f"{mx.maps}/transport").read()
+    assert "new.test" not in transport()

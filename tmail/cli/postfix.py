@@ -1,17 +1,15 @@
-"""tmail postfix install | uninstall | check | sync"""
+"""tmail postfix install | uninstall | sync (check: postfix_check.py)"""
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
-import socket
-import stat
 import subprocess
 
 import click
 
 from .. import postfix_wiring as wiring
 from .app import CommandError, json_option, pass_app
+from .postfix_check import check
 
 
 class Postconf:
@@ -32,8 +30,11 @@ class Postconf:
     def main(self) -> dict[str, str]:
         return _parse_params(self._run("postconf", "-c", self.dir, "-n"))
 
-    def effective(self, names) -> dict[str, str]:
-        return _parse_params(self._run("postconf", "-c", self.dir, "-x", *names))
+    def value(self, name: str) -> str:
+        return self._run("postconf", "-c", self.dir, "-h", name).strip()
+
+    def defaults(self, names) -> dict[str, str]:
+        return _parse_params(self._run("postconf", "-c", self.dir, "-d", *names))
 
     def master(self) -> dict[str, str]:
         entries = {}
@@ -61,7 +62,8 @@ class Postconf:
         """Reload a running Postfix; False if it is not running or we may not."""
         if os.geteuid() != 0:
             return False
-        status = subprocess.run(["postfix", "-c", self.dir, "status"], capture_output=True)
+        status = subprocess.run(["postfix", "-c", self.dir, "status"], capture_output=True,
+                                check=False)
         if status.returncode != 0:
             return False
         self._run("postfix", "-c", self.dir, "reload")
@@ -80,10 +82,11 @@ def _parse_params(text: str) -> dict[str, str]:
 
 
 def current_state(cfg, postconf: Postconf):
+    """main.cf as written (a parameter it does not set: Postfix's default,
+    unexpanded), master.cf, and the defaults of tmail's list parameters."""
+    defaults = postconf.defaults(list(wiring.list_items(cfg)))
     explicit = postconf.main()
-    lists = [n for n in wiring.list_items(cfg) if n not in explicit]
-    main = {**postconf.effective(lists), **explicit} if lists else explicit
-    return main, postconf.master()
+    return {**defaults, **explicit}, postconf.master(), defaults
 
 
 def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
@@ -140,7 +143,7 @@ def install(app, dry_run, force, no_reload):
         raise CommandError(f"{cfg.path}: set [postfix] map_directory first "
                            "(for example /etc/postfix/tmail)")
     postconf = Postconf(cfg["postfix"]["config_directory"])
-    main, master = current_state(cfg, postconf)
+    main, master, _defaults = current_state(cfg, postconf)
     try:
         changes = wiring.install_changes(cfg, main, master, force)
     except wiring.Conflict as exc:
@@ -175,11 +178,14 @@ def _backup(directory: str) -> None:
 @json_option
 @pass_app
 def uninstall(app, dry_run, no_reload):
-    """Remove everything `install` added, leaving other settings alone."""
+    """Remove everything `install` added, leaving other settings alone.
+
+    A list parameter left holding its default is deleted, not written out,
+    so main.cf ends as it was before install."""
     cfg = app.config
     postconf = Postconf(cfg["postfix"]["config_directory"])
-    main, master = current_state(cfg, postconf)
-    changes = wiring.uninstall_changes(cfg, main, master)
+    main, master, defaults = current_state(cfg, postconf)
+    changes = wiring.uninstall_changes(cfg, main, master, defaults)
     if not dry_run:
         for change in changes:
             postconf.apply(change)
@@ -202,89 +208,5 @@ def sync(app):
              "\n".join(f"wrote {m}" for m in changed) or "tables up to date")
 
 
-def _connects(path: str) -> tuple[bool, str]:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(2)
-    try:
-        probe.connect(path)
-        return True, path
-    except OSError as exc:
-        return False, f"{path}: {exc.strerror or exc}"
-    finally:
-        probe.close()
-
-
-@postfix.command("check")
-@json_option
-@pass_app
-def check(app):
-    """Report what is missing or wrong between Postfix and tmail."""
-    from ..mailpath.daemon import socket_path
-    cfg = app.config
-    postconf = Postconf(cfg["postfix"]["config_directory"])
-    results = []
-
-    def report(name, ok, detail):
-        results.append({"check": name, "ok": bool(ok), "detail": detail})
-
-    main, master = current_state(cfg, postconf)
-    try:
-        missing = wiring.install_changes(cfg, main, master)
-        report("postfix settings", not missing,
-               "all present" if not missing else "; ".join(map(str, missing)))
-    except wiring.Conflict as exc:
-        report("postfix settings", False, str(exc))
-    for label, path in (("milter socket", socket_path(cfg, "milter_socket")),
-                        ("policy guard socket", socket_path(cfg, "policy_socket")),
-                        ("delivery socket", cfg["daemon"]["deliver_socket"])):
-        report(label, *_connects(path))
-    host, port = cfg["daemon"]["reinject_host"], cfg["daemon"]["reinject_port"]
-    try:
-        with socket.create_connection((host, port), timeout=3) as conn:
-            banner = conn.recv(512).decode("ascii", "replace").strip()
-        report("reinjection listener", banner.startswith("220"), f"{host}:{port}: {banner[:60]}")
-    except OSError as exc:
-        report("reinjection listener", False, f"{host}:{port}: {exc.strerror or exc}")
-    user = cfg["postfix"]["pipe_user"]
-    try:
-        pw = pwd.getpwnam(user)
-        report("pipe user", pw.pw_uid != 0, f"{user} (uid {pw.pw_uid})")
-    except KeyError:
-        pw = None
-        report("pipe user", False, f"no user {user}")
-    command = cfg["postfix"]["deliver_command"]
-    report("deliver command", os.access(command, os.X_OK), command)
-    with app.store() as store:
-        domains = store.domain_names()
-    directory = cfg["postfix"]["map_directory"]
-    stale = []
-    for name, content in wiring.map_files(domains, cfg["srs"]["domain"]).items():
-        path = os.path.join(directory, name)
-        try:
-            if open(path).read() != content or not os.path.exists(path + ".db"):
-                stale.append(name)
-        except OSError:
-            stale.append(name)
-    report("lookup tables", directory and not stale,
-           "up to date" if directory and not stale else f"run `tmail postfix sync` ({', '.join(stale) or 'no map_directory'})")
-    from ..db.engine import sqlite_path
-    for label, path in (("SRS secret file", cfg["srs"]["secret_file"]),
-                        ("database file", sqlite_path(cfg["database"]["url"]))):
-        if not path:
-            continue
-        try:
-            info = os.stat(path)
-            private = stat.S_IMODE(info.st_mode) & 0o077 == 0
-            owned = pw is None or info.st_uid == pw.pw_uid
-            report(label, private and owned,
-                   f"{path} mode {stat.S_IMODE(info.st_mode):04o}" + ("" if owned else f", not owned by {user}"))
-        except OSError as exc:
-            report(label, False, f"{path}: {exc.strerror}")
-    ok = all(r["ok"] for r in results)
-    app.emit({"ok": ok, "checks": results},
-             "\n".join(f"[{'ok' if r['ok'] else 'FAIL'}] {r['check']}: {r['detail']}" for r in results))
-    if not ok:
-        raise SystemExit(1)
-
-
+postfix.add_command(check)
 COMMANDS = [postfix]
