@@ -2,12 +2,14 @@
 import json
 import os
 import re
-from datetime import datetime, timedelta, timezone
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from helpers import Cli, write_config
 
 from tmail import defaults
-from helpers import Cli, write_config
 
 
 def snapshot(cli):
@@ -18,8 +20,8 @@ def test_random_alias_with_ttl_prints_address_and_expiry(cli):
     out = cli.json("alias", "add", "--random", "--domain", "d.test", "--to", "me@x.test", "--ttl", "7d")
     alias = out["alias"]
     assert re.fullmatch(r"[a-z2-9]{12}@d\.test", alias["address"])
-    expires = datetime.fromisoformat(alias["expires_at"].replace("Z", "+00:00"))
-    assert timedelta(days=6, hours=23) < expires - datetime.now(timezone.utc) <= timedelta(days=7)
+    expires = datetime.fromisoformat(alias["expires_at"])
+    assert timedelta(days=6, hours=23) < expires - datetime.now(UTC) <= timedelta(days=7)
     assert alias["state"] == "active" and alias["destinations"] == ["me@x.test"]
 
 
@@ -40,7 +42,8 @@ def test_readable_random_alias(cli):
     (["alias", "add", "a+b", "--domain", "d.test", "--to", "me@x.test"], "delimiter"),
     (["alias", "add", "SRS0=x", "--domain", "d.test", "--to", "me@x.test"], "SRS"),
     (["alias", "add", "ok", "--domain", "nothere.test", "--to", "me@x.test"], "not a tmail domain"),
-    (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--ttl", "1d", "--expires", "2030-01-01"], "not both"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--ttl", "1d", "--expires", "2030-01-01"],
+     "not both"),
     (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--max-messages", "0"], "0"),
     (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--note", "a\x00b"], "control character"),
 ])
@@ -182,6 +185,26 @@ def test_init_creates_private_files_and_is_idempotent(tmp_path):
     assert run.json("db", "status")["up_to_date"] is True
 
 
+def test_init_outside_etc_keeps_its_files_beside_the_configuration(tmp_path):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    run = Cli(str(scratch / "tmail.toml"))
+    created = run.json("init", "--srs-domain", "srs.d.test")["created"]
+    assert created == [str(scratch / "tmail.toml"), str(scratch / "srs.secret")]
+    assert os.stat(scratch / "tmail.db").st_mode & 0o777 == 0o600
+    shown = run.json("config", "show")["config"]   # written into the file, not implied
+    text = (scratch / "tmail.toml").read_text()
+    assert shown["srs"]["secret_file"] == str(scratch / "srs.secret") and "secret_file" in text
+    assert shown["database"]["url"] == f"sqlite:///{scratch}/tmail.db" and "tmail.db" in text
+    assert shown["dkim"]["key_directory"] == str(scratch / "dkim")
+
+
+def test_init_at_the_default_place_keeps_the_default_paths():
+    from tmail.cli.setup import files_beside
+    assert files_beside(defaults.CONFIG_PATH) == {}
+    assert files_beside("/srv/try/tmail.toml")["srs"] == {"secret_file": "/srv/try/srs.secret"}
+
+
 def test_database_unreachable_is_a_clear_error(tmp_path):
     config = write_config(tmp_path, "postgresql+psycopg://nobody@127.0.0.1:1/none")
     result = Cli(config)("domain", "list", ok=defaults.EXIT_DATABASE)
@@ -215,6 +238,16 @@ def test_removed_address_is_quarantined(cli, tmp_path):
     lines.write_text(json.dumps({"address": "gone@d.test", "to": "other@x.test"}) + "\n")
     assert "quarantined" in cli("alias", "import", str(lines), ok=1).stderr
     assert cli.json("resolve", "gone@d.test")["verdict"] == "unknown"
+
+
+def test_domain_remove_force_quarantines_its_aliases(cli):
+    cli("alias", "add", "gone", "--domain", "d.test", "--to", "me@x.test")
+    cli("alias", "add", "--random", "--domain", "d.test", "--to", "me@x.test")
+    assert cli.json("domain", "remove", "d.test", "--force")["aliases_removed"] == 2
+    cli("domain", "add", "d.test")
+    assert "quarantined until" in cli("alias", "add", "gone", "--domain", "d.test",
+                                      "--to", "other@x.test", ok=1).stderr
+    assert "quarantined" in cli("alias", "ensure", "gone@d.test", "--to", "other@x.test", ok=1).stderr
 
 
 def test_purge_removes_long_expired_aliases_only(cli):
@@ -282,3 +315,23 @@ def test_from_rewrite_per_domain_and_per_alias(cli):
     assert cli.json(*ensure)["changed"] is False
     assert cli.json("alias", "show", "fr@d.test")["alias"]["from_rewrite"] is None
     cli("domain", "set", "d.test", "--from-rewrite", "sometimes", ok=2)
+
+
+@pytest.mark.parametrize("broken,code,says", [
+    ("secret", defaults.EXIT_CONFIG, "the SRS secret file holds no secret"),
+    ("database", defaults.EXIT_DATABASE, "database error"),
+])
+def test_daemon_logs_why_it_cannot_start(tmp_path, broken, code, says):
+    # Where its log goes, not only to a stderr that nohup or a service
+    # manager may have thrown away.
+    config = write_config(tmp_path, f"sqlite:///{tmp_path}/tmail.db")
+    if broken == "secret":
+        (tmp_path / "srs.secret").write_text("")
+    log = tmp_path / "tmail.log"
+    tmail = os.path.join(os.path.dirname(sys.executable), "tmail")
+    result = subprocess.run([tmail, "--config", config, "daemon", "--log-file", str(log)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == code, result.stderr
+    [line] = [x for x in log.read_text().splitlines() if "ERROR" in x]
+    assert "tmail daemon cannot run:" in line and says in line
+    assert says in result.stderr

@@ -9,8 +9,8 @@ from ..core.durations import format_duration, utcnow
 from ..core.fromrewrite import DEFAULT_MODE as FROM_REWRITE_DEFAULT
 from ..core.verdict import OnExpiry
 from .app import CommandError, json_option, pass_app
-from .postfix import sync_maps
 from .params import DOMAIN, DURATION_OR_NONE
+from .postfix import sync_maps
 
 
 @click.group()
@@ -58,8 +58,16 @@ def list_(app):
 @pass_app
 def remove(app, name, force):
     """Remove a domain; refused while it has aliases unless --force."""
+    from ..db.store import AliasFilter
+    now = utcnow()
     with app.store() as store:
-        removed = store.remove_domain(name, force)
+        # Each alias goes the way `alias remove` does, so its address stays
+        # quarantined: re-adding the domain must not hand a previous owner's
+        # address to someone else.
+        records = store.list_aliases(AliasFilter(domain=name), now) if force else []
+        for record in records:
+            store.remove_alias(record, now)
+        removed = len(records) + store.remove_domain(name, force)
         # Postfix stops routing the domain to tmail before the database
         # forgets it; a failure here rolls the removal back.
         sync_maps(app.config, store.domain_names())
@@ -68,7 +76,8 @@ def remove(app, name, force):
 
 
 def _settings_json(settings) -> dict:
-    seconds = lambda v: int(v.total_seconds()) if v else None  # noqa: E731
+    def seconds(value):
+        return int(value.total_seconds()) if value else None
     return {"default_ttl_seconds": seconds(settings.ttl), "default_idle_seconds": seconds(settings.idle),
             "default_on_expiry": settings.on_expiry.value if settings.on_expiry else None,
             "random_style": settings.random_style, "warn_before_seconds": seconds(settings.warn_before),
@@ -76,7 +85,8 @@ def _settings_json(settings) -> dict:
 
 
 def _settings_text(name, settings) -> str:
-    show = lambda v: format_duration(v) if v else "-"  # noqa: E731
+    def show(value):
+        return format_duration(value) if value else "-"
     return (f"{name}: default ttl {show(settings.ttl)}, default idle {show(settings.idle)}, "
             f"on expiry {settings.on_expiry.value if settings.on_expiry else '-'}, "
             f"random style {settings.random_style or '-'}, warn before {show(settings.warn_before)}, "
@@ -114,7 +124,7 @@ def set_(app, name, default_ttl, default_idle, on_expiry, random_style, warn_bef
     given = {"ttl": default_ttl, "idle": default_idle, "on_expiry": on_expiry,
              "random_style": random_style, "warn_before": warn_before, "from_rewrite": from_rewrite}
     changes = {k: (None if v == "none" else v) for k, v in given.items() if v is not None}
-    if "on_expiry" in changes and changes["on_expiry"]:
+    if changes.get("on_expiry"):
         changes["on_expiry"] = OnExpiry(changes["on_expiry"])
     with app.store() as store:
         before = store.domain_settings(name)

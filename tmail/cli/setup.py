@@ -8,6 +8,7 @@ import secrets
 import click
 
 from .. import config as config_mod
+from .. import defaults
 from ..core.address import normalise_domain, parse_address
 from .app import CommandError, json_option, pass_app
 
@@ -31,11 +32,30 @@ def _write_private(path: str, data: bytes, mode: int, owner) -> None:
         os.chown(path, *owner)
 
 
+def files_beside(path: str) -> dict:
+    """Where a new configuration at `path` keeps its files, when not told.
+
+    At the default place (/etc/tmail) the defaults hold: /etc/tmail/srs.secret,
+    /var/lib/tmail/tmail.db, /etc/tmail/dkim. Anywhere else -- someone trying
+    tmail in a scratch directory -- the secret, the SQLite database and the
+    DKIM keys go beside the file, written into it explicitly: nothing lands
+    in /etc or /var/lib, owned by whoever ran init.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if directory == os.path.dirname(defaults.CONFIG_PATH):
+        return {}
+    return {"database": {"url": f"sqlite:///{os.path.join(directory, 'tmail.db')}"},
+            "srs": {"secret_file": os.path.join(directory, "srs.secret")},
+            "dkim": {"key_directory": os.path.join(directory, "dkim")}}
+
+
 @click.command("init")
 @click.option("--srs-domain", help="The domain SRS addresses use (bounces come back to it).")
-@click.option("--database-url", help="SQLAlchemy URL (default: SQLite under /var/lib/tmail).")
+@click.option("--database-url", help="SQLAlchemy URL (default: SQLite under /var/lib/tmail, "
+              "or beside a configuration outside /etc/tmail).")
 @click.option("--admin", "admin", help="Where postmaster@ every tmail domain goes.")
-@click.option("--secret-file", help="Where to keep the SRS secret (default /etc/tmail/srs.secret).")
+@click.option("--secret-file", help="Where to keep the SRS secret (default /etc/tmail/srs.secret, "
+              "or beside a configuration outside /etc/tmail).")
 @click.option("--owner", help="The user that runs tmail; owns the secret and the database.")
 @json_option
 @pass_app
@@ -45,19 +65,23 @@ def init(app, srs_domain, database_url, admin, secret_file, owner):
     path = config_mod.config_path(app.config_path)
     created = []
     if not os.path.exists(path):
-        values = {"database": {}, "srs": {}, "aliases": {}}
+        values = {"database": {}, "srs": {}, "aliases": {}, "dkim": {}}
+        for section, items in files_beside(path).items():
+            values[section].update(items)
         if database_url:
             values["database"]["url"] = database_url
         if srs_domain:
             values["srs"]["domain"] = normalise_domain(srs_domain)
-        if secret_file:
-            values["srs"]["secret_file"] = secret_file
+        if secret_file:  # the daemon runs from /: a relative path would miss
+            values["srs"]["secret_file"] = os.path.abspath(secret_file)
         if admin:
             values["aliases"]["admin_address"] = str(parse_address(admin))
         values = {k: v for k, v in values.items() if v}
         config_mod.validate(values, path)  # refuse bad values before writing
-        # The configuration may hold a database password: not world-readable.
-        _write_private(path, config_mod.render(values).encode(), 0o640, owner_ids)
+        # The configuration may hold a database password: not world-readable;
+        # the owner's group reads it, the file stays its writer's (root's).
+        _write_private(path, config_mod.render(values).encode(), 0o640,
+                       owner_ids and (-1, owner_ids[1]))
         created.append(path)
     cfg = config_mod.load(path)
     app._config = cfg
