@@ -20,7 +20,9 @@ _DOT_ATOM = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*\Z")
 # qtextSMTP / quoted-pairSMTP of RFC 5321 s4.1.2.
 _QUOTED = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"\Z')
 _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\Z")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters, line separators, and the lone surrogates that stand
+# for bytes that were not UTF-8 (pymilter decodes with surrogateescape).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class AddressError(ValueError):
@@ -99,8 +101,13 @@ class Address:
 
     @property
     def key(self) -> str:
-        """Lower-cased local part: what lookups compare (case-insensitive)."""
-        return self.local.lower()
+        """Lower-cased local part: what alias lookups compare (case-insensitive)."""
+        return unquote_local(self.local).lower()
+
+    @property
+    def smtp(self) -> str:
+        """The address as an SMTP command writes it (quoted where needed)."""
+        return smtp_path(unquote_local(self.local), self.domain)
 
     @property
     def is_utf8(self) -> bool:
@@ -135,12 +142,102 @@ def parse_address(text: str) -> Address:
     return address
 
 
+def unquote_local(local: str) -> str:
+    """The internal form of a local part, as Postfix keeps it: a quoted-string
+    without its quotes and backslashes (`"a b"` -> `a b`)."""
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", local[1:-1], flags=re.DOTALL)
+    return local
+
+
+def quote_local(local: str) -> str:
+    """The RFC 5321 form of an internal local part: a dot-atom as it is,
+    anything else as a quoted-string."""
+    if _DOT_ATOM.match(local):
+        return local
+    return '"' + re.sub(r'(["\\])', r"\\\1", local) + '"'
+
+
+def smtp_path(local: str, domain: str) -> str:
+    return f"{quote_local(local)}@{domain}" if domain else quote_local(local)
+
+
+def _lenient_domain(domain: str) -> str:
+    """A domain as Postfix accepted it: the trailing dots Postfix ignores
+    go, IDNA U-labels become A-labels where they can, case folds; address
+    literals and names outside LDH (underscores, say) are kept."""
+    name = domain.strip().rstrip(".").lower()
+    if name.startswith("[") and name.endswith("]"):
+        return name
+    if not name or re.search(r"[\s@<>\\\[\]\"]", name):
+        raise AddressError(f"domain {domain!r} is not one Postfix would route")
+    try:
+        return normalise_domain(name)
+    except AddressError:
+        return name
+
+
+def _split_envelope(raw: str) -> tuple[str, str]:
+    """local, domain of `local@domain`, where the local part may be a
+    quoted-string holding '@' and the domain may be missing."""
+    if raw.startswith('"'):
+        end = re.match(r'"(?:[^"\\]|\\.)*"', raw, re.DOTALL)
+        if end is None:
+            raise AddressError(f"{raw!r}: unterminated quoted local part")
+        local, rest = raw[:end.end()], raw[end.end():]
+        if rest and not rest.startswith("@"):
+            raise AddressError(f"{raw!r}: text after the quoted local part")
+        return local, rest[1:]
+    local, sep, domain = raw.rpartition("@")
+    return (local, domain) if sep else (raw, "")
+
+
+def parse_envelope(text: str) -> Address:
+    """An address as Postfix hands it over (RCPT or MAIL, a milter macro, a
+    pipe(8) argument), in external or internal form.
+
+    Lenient where the outside world is and Postfix accepts it: no 64-octet
+    limit on the local part (SRS addresses of long senders exceed it), any
+    printable local part, address literals, trailing dots, a source route.
+    Never a control character. `local` comes back in the internal
+    (unquoted) form. The strict RFC 5321 checks of parse_address stay for
+    what an admin types.
+    """
+    if not isinstance(text, str):
+        raise AddressError("address must be text")
+    check_text(text, "address")
+    raw = text.strip()
+    if raw.startswith("<") and raw.endswith(">"):
+        raw = raw[1:-1].strip()
+    if raw.startswith("@") and ":" in raw:   # <@relay,@relay:user@domain>: Postfix drops the route
+        raw = raw.split(":", 1)[1]
+    local, domain = _split_envelope(raw)
+    return envelope_address(unquote_local(local), domain)
+
+
+def envelope_address(local: str, domain: str) -> Address:
+    """An Address from an internal-form local part and a domain as Postfix
+    has them (see parse_envelope)."""
+    check_text(local, "local part")
+    if not local:
+        raise AddressError("the local part is empty")
+    return Address(local, _lenient_domain(domain) if domain else "")
+
+
+def envelope_key(text: str) -> str:
+    """What two forms of one envelope address share: Postfix's resolved
+    address, case-folded the way smtpd folds {rcpt_addr}."""
+    address = parse_envelope(text)
+    return f"{address.local}@{address.domain}".casefold()
+
+
 def parse_sender(text: str) -> Address | None:
-    """An envelope sender: None for the null sender (<> or MAILER-DAEMON)."""
+    """An envelope sender as Postfix gives it: None for the null sender
+    (<> or MAILER-DAEMON)."""
     raw = (text or "").strip()
     if raw in ("", "<>") or raw.upper() == "MAILER-DAEMON":
         return None
-    return parse_address(raw)
+    return parse_envelope(raw)
 
 
 def parse_block_pattern(text: str) -> str:

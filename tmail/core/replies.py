@@ -19,10 +19,16 @@ class Reply:
 UNKNOWN_ALIAS = Reply("550", "5.1.1", "Recipient address rejected: no such address")
 DISABLED = Reply("550", "5.2.1", "Recipient address rejected: this address is disabled")
 EXPIRED = Reply("550", "5.2.1", "Recipient address rejected: this address has expired")
-SENDER_BLOCKED = Reply("550", "5.7.1", "Recipient address rejected: the recipient does not accept mail from this sender")
+SENDER_BLOCKED = Reply("550", "5.7.1",
+                       "Recipient address rejected: the recipient does not accept mail from this sender")
 SRS_INVALID = Reply("550", "5.1.1", "Recipient address rejected: invalid or expired bounce address")
-SRS_NOT_BOUNCE = Reply("550", "5.7.1", "Recipient address rejected: this address accepts only delivery status notifications")
+SRS_NOT_BOUNCE = Reply("550", "5.7.1",
+                       "Recipient address rejected: this address accepts only delivery status notifications")
 TEMPFAIL = Reply("451", "4.3.0", "Temporary lookup failure, please try again later")
+BAD_RECIPIENT = Reply("501", "5.1.3", "Bad recipient address syntax")
+BAD_SENDER = Reply("501", "5.1.7", "Bad sender address syntax")
+LOOP = Reply("554", "5.4.6", "Message refused: mail forwarding loop")
+SENDER_UNFORWARDABLE = Reply("553", "5.1.7", "Recipient address rejected: the sender address is too long to forward")
 
 _BY_KIND = {
     Kind.UNKNOWN: UNKNOWN_ALIAS,

@@ -3,6 +3,9 @@ the delivery path re-checks and what `tmail resolve` prints.
 
 The store is a port: anything with is_tmail_domain(name) and
 get_alias(key, domain) will do (the database store, or a dict in tests).
+
+Addresses come as Postfix hands them over and are parsed leniently
+(parse_envelope): the strict RFC 5321 checks are for what an admin types.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from .address import Address, AddressError, parse_address, parse_sender
+from .address import Address, AddressError, envelope_address, parse_envelope, parse_sender
 from .srs import SrsCodec, SrsError, is_srs
 from .verdict import AliasRecord, Kind, Verdict, decide
 
@@ -30,16 +33,47 @@ class Policy:
     srs: SrsCodec | None = None
 
 
+def delivered_address(raw: str, resolved: str) -> str:
+    """The address a recipient will be delivered to, from what the client
+    sent (`raw`) and Postfix's resolved, case-folded form of it (the milter
+    macro {rcpt_addr}).
+
+    Postfix maps many forms onto one address (a trailing dot, a quoted
+    local part, a source route, `user%domain@host`, `host!user@host`);
+    the verdict must be the one for the address it will deliver to, which
+    is `resolved`. tmail's own reading of `raw` is preferred only when it
+    is the same address, because it keeps the case that `resolved` lost
+    (SRS hashes and UTF-8 local parts need it).
+    """
+    try:
+        own = parse_envelope(raw)
+        if f"{own.local}@{own.domain}".casefold() == _internal(resolved).casefold():
+            return f"{own.local}@{own.domain}"
+    except AddressError:
+        pass
+    return _internal(resolved)
+
+
+def _internal(text: str) -> str:
+    address = parse_envelope(text)
+    return f"{address.local}@{address.domain}"
+
+
 def resolve(lookup: AliasLookup, policy: Policy, recipient: str, sender: str,
-            now: datetime) -> Verdict:
-    """Raises AddressError for a malformed recipient or sender."""
-    rcpt = parse_address(recipient)
+            now: datetime, *, routed: bool = False) -> Verdict:
+    """The verdict for `recipient` (raises AddressError when it or the
+    sender cannot be read). `routed`: Postfix routes the recipient to
+    tmail's transport, so a domain tmail does not know is an unknown
+    address (a table not yet synced), not someone else's mail."""
+    rcpt = parse_envelope(recipient)
     from_ = parse_sender(sender)
     if policy.srs is not None and rcpt.domain == policy.srs.domain:
         return _srs_verdict(policy, rcpt, from_, now)
-    is_ours = lookup.is_tmail_domain(rcpt.domain)
     base = rcpt.base(policy.recipient_delimiter)
-    record = lookup.get_alias(base.key, base.domain) if is_ours else None
+    record = lookup.get_alias(base.key, base.domain)
+    is_ours = record is not None or lookup.is_tmail_domain(rcpt.domain)
+    if routed and not is_ours:
+        return Verdict(Kind.UNKNOWN, f"{rcpt.domain} is routed to tmail but is not a tmail domain")
     return decide(rcpt, from_, record, now, is_tmail_domain=is_ours,
                   role_local_parts=policy.role_local_parts,
                   admin_address=policy.admin_address)
@@ -47,13 +81,14 @@ def resolve(lookup: AliasLookup, policy: Policy, recipient: str, sender: str,
 
 def _srs_verdict(policy: Policy, rcpt: Address, sender: Address | None,
                  now: datetime) -> Verdict:
+    assert policy.srs is not None
     if rcpt.key in policy.role_local_parts:
         return Verdict(Kind.ROLE, f"{rcpt.key}@ reaches the admin", (policy.admin_address,))
     if not is_srs(rcpt.local):
         return Verdict(Kind.UNKNOWN, "not an SRS address")
     try:
         local, domain = policy.srs.reverse(rcpt.local, now.timestamp())
-        original = parse_address(f"{local}@{domain}")
+        original = envelope_address(local, domain)
     except (SrsError, AddressError) as exc:
         return Verdict(Kind.SRS_INVALID, str(exc))
     if sender is not None:
@@ -61,4 +96,4 @@ def _srs_verdict(policy: Policy, rcpt: Address, sender: Address | None,
         # sent to an SRS address would turn tmail into a relay to whoever
         # once wrote through it.
         return Verdict(Kind.SRS_NOT_BOUNCE, "SRS addresses accept only bounces (null sender)")
-    return Verdict(Kind.SRS_BOUNCE, f"bounce for {original}", (str(original),))
+    return Verdict(Kind.SRS_BOUNCE, f"bounce for {original.smtp}", (original.smtp,))

@@ -127,3 +127,23 @@ class SrsCodec:
             raise SrsError("malformed SRS1 address")
         self._check_hash(digest, hop, rest)
         return "SRS0" + rest, hop
+
+
+# An SRS address must fit on an SMTP command line when the forwarded copy
+# is sent (Postfix's line_length_limit is 2048 octets, MAIL FROM:<...> and
+# its parameters included): RFC 5321's 256 octets are exceeded routinely
+# by SRS, and accepted by real MTAs, but not without bound.
+MAX_SRS_PATH = 1000
+
+
+def forwardable_sender(codec: "SrsCodec | None", sender: str) -> bool:
+    """Whether a message from this envelope sender can be forwarded: the
+    null sender always, any other sender if its SRS form is short enough.
+    Checked at RCPT time, so that a message is never accepted that the
+    delivery could not send (it would wait in the queue until it expired)."""
+    from .address import parse_sender, smtp_path
+    parsed = parse_sender(sender)   # AddressError: the caller checked it first
+    if parsed is None or codec is None:
+        return True
+    local, _, domain = codec.forward(parsed.local, parsed.domain).rpartition("@")
+    return len(smtp_path(local, domain).encode("utf-8")) <= MAX_SRS_PATH
