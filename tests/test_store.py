@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
+from tmail.core.receipts import Receipt
 from tmail.core.verdict import AliasRecord, OnExpiry
 from tmail.db import migrate
 from tmail.db.store import AliasFilter, Store, StoreError
@@ -78,7 +79,8 @@ def test_list_filters(store):
         s.add_alias(record("off", enabled=False, destinations=("x@other.test",)))
     with store.connect() as conn:
         s = Store(conn)
-        names = lambda **kw: [r.local for r in s.list_aliases(AliasFilter(**kw), NOW)]
+        def names(**kw):
+            return [r.local for r in s.list_aliases(AliasFilter(**kw), NOW)]
         assert names() == ["live", "off", "old"]
         assert names(state="active") == ["live"]
         assert names(state="expired") == ["old"]
@@ -115,13 +117,25 @@ def test_concurrent_counting_loses_no_update_and_respects_the_limit(store):
         assert Store(conn).get_alias("shop", "d.test").forwarded == 5
 
 
-def test_delivery_records(store):
+def test_receipts_belong_to_the_newest_message_with_a_queue_id(store):
     with store.begin() as conn:
         s = Store(conn)
-        assert not s.delivered("4ABC", "a@d.test")
-        s.mark_delivered("4ABC", "a@d.test", NOW)
-        assert s.delivered("4ABC", "a@d.test")
-        assert s.forget_deliveries(NOW + timedelta(days=1)) == 1
+        assert s.receipt("4ABC", "a@d.test") is None
+        s.record_receipts("4ABC", [Receipt("a@d.test", "forward", counted=True, smtputf8=True,
+                                           spf="pass", helo="mx.b.test"),
+                                   Receipt("b@d.test", "drop")], NOW)
+        got = s.receipt("4ABC", "a@d.test")
+        assert (got.verdict, got.counted, got.smtputf8, got.spf, got.helo, got.created_at,
+                got.forwarded_at) == ("forward", True, True, "pass", "mx.b.test", NOW, None)
+        s.mark_forwarded("4ABC", got, "digest-1", NOW)
+        assert s.receipt("4ABC", "a@d.test").digest == "digest-1"
+        # the queue id comes round again: the old message's receipts go
+        s.record_receipts("4ABC", [Receipt("c@d.test", "forward")], NOW)
+        assert s.receipt("4ABC", "a@d.test") is None and s.receipt("4ABC", "b@d.test") is None
+        # a delivery without an RCPT-time receipt records one of its own
+        s.mark_forwarded("5DEF", Receipt("x@d.test", "forward"), "digest-2", NOW)
+        assert s.receipt("5DEF", "x@d.test").forwarded_at == NOW
+        assert s.forget_receipts(NOW + timedelta(days=1)) == 2
 
 
 def test_migrations_upgrade_downgrade_and_upgrade_again(engine):
@@ -131,5 +145,5 @@ def test_migrations_upgrade_downgrade_and_upgrade_again(engine):
     assert migrate.current(engine) is None
     assert "aliases" not in sa.inspect(engine).get_table_names()
     migrate.upgrade(engine)
-    assert {"domains", "aliases", "destinations", "blocked_senders", "deliveries"} <= set(
+    assert {"domains", "aliases", "destinations", "blocked_senders", "receipts"} <= set(
         sa.inspect(engine).get_table_names())

@@ -8,13 +8,14 @@ from datetime import timedelta
 
 import click
 
-from ..core import lifecycle, stats as stats_mod
+from ..core import lifecycle
+from ..core import stats as stats_mod
 from ..core.aliases import state
 from ..core.durations import utcnow
 from .app import json_option, pass_app
 
 EVENTS_KEPT = timedelta(days=8)       # stats look back 7 days
-DELIVERIES_KEPT = timedelta(days=30)  # longer than Postfix keeps a message queued
+RECEIPTS_KEPT = timedelta(days=30)  # longer than Postfix keeps a message queued
 
 
 @click.command("purge")
@@ -36,7 +37,7 @@ def purge(app, dry_run):
             for record in due:
                 store.remove_alias(record, now)
             store.forget_events(now - EVENTS_KEPT)
-            store.forget_deliveries(now - DELIVERIES_KEPT)
+            store.forget_receipts(now - RECEIPTS_KEPT)
             store.forget_retired(now - quarantine)
         if dry_run:
             store.conn.rollback()

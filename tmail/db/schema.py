@@ -75,13 +75,25 @@ blocked_senders = sa.Table(
     sa.UniqueConstraint("alias_id", "pattern", name="uq_blocked_alias_pattern"),
 )
 
-# Postfix queue ids already forwarded: a delivery retried after a crash that
-# followed a successful reinjection is not forwarded twice.
-deliveries = sa.Table(
-    "deliveries", metadata,
+# What the milter decided for each recipient of an accepted message, by
+# Postfix queue id, and what the delivery then did with it. The delivery
+# follows the verdict given at RCPT time (a limit reached meanwhile does not
+# undo a 250), carries the SPF result and the SMTPUTF8 request to the
+# forwarded copy without touching the message, and knows a retried delivery
+# (forwarded_at and the header digest set) from a new message that reused a
+# short queue id (another digest).
+receipts = sa.Table(
+    "receipts", metadata,
     sa.Column("queue_id", key_string(64), primary_key=True),
-    sa.Column("recipient", key_string(256), primary_key=True),
-    sa.Column("delivered_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("recipient", key_string(320), primary_key=True),   # envelope_key()
+    sa.Column("verdict", sa.String(16), nullable=False),   # forward | role | srs-bounce | drop
+    sa.Column("counted", sa.Boolean, nullable=False, default=False),  # counted at RCPT
+    sa.Column("smtputf8", sa.Boolean, nullable=False, default=False),
+    sa.Column("spf", sa.String(16), nullable=True),
+    sa.Column("helo", sa.String(255), nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("forwarded_at", sa.DateTime, nullable=True),
+    sa.Column("digest", sa.String(64), nullable=True),
 )
 
 # Removed addresses, kept for a quarantine period so nobody receives mail

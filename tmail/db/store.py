@@ -11,8 +11,9 @@ from datetime import datetime, timedelta, timezone
 import sqlalchemy as sa
 
 from ..core.lifecycle import DomainSettings
+from ..core.receipts import Receipt
 from ..core.verdict import AliasRecord, OnExpiry, expiry_reason
-from .schema import aliases, blocked_senders, deliveries, destinations, domains, events, retired
+from .schema import aliases, blocked_senders, destinations, domains, events, receipts, retired
 
 
 class StoreError(Exception):
@@ -293,16 +294,46 @@ class Store:
         self.conn.execute(aliases.update().where(aliases.c.id == alias_id)
                           .values(refused=aliases.c.refused + 1))
 
-    # -- de-duplication of retried deliveries ------------------------------
-    def delivered(self, queue_id: str, recipient: str) -> bool:
-        return self.conn.execute(
-            sa.select(deliveries.c.queue_id).where(deliveries.c.queue_id == queue_id,
-                                                   deliveries.c.recipient == recipient)
-        ).first() is not None
+    # -- receipts: the RCPT-time verdicts, and what the delivery did --------
+    def record_receipts(self, queue_id: str, found: list[Receipt], now: datetime) -> None:
+        """The milter's verdicts for one accepted message. Postfix gives a
+        queue id to one queued message at a time, so whatever is stored for
+        this id belongs to an earlier message that reused it: replaced."""
+        # Checked first: a DELETE that finds nothing still takes gap locks on
+        # MariaDB, and concurrent messages then deadlock on their inserts.
+        if self.conn.execute(sa.select(receipts.c.queue_id)
+                             .where(receipts.c.queue_id == queue_id).limit(1)).first():
+            self.conn.execute(receipts.delete().where(receipts.c.queue_id == queue_id))
+        rows = {r.recipient: r for r in found}   # one row a recipient, the last verdict
+        if rows:
+            self.conn.execute(receipts.insert(), [
+                dict(queue_id=queue_id, recipient=r.recipient, verdict=r.verdict,
+                     counted=r.counted, smtputf8=r.smtputf8, spf=r.spf, helo=r.helo[:255],
+                     created_at=to_db(now)) for r in rows.values()])
 
-    def mark_delivered(self, queue_id: str, recipient: str, now: datetime) -> None:
-        self.conn.execute(deliveries.insert().values(queue_id=queue_id, recipient=recipient,
-                                                     delivered_at=to_db(now)))
+    def receipt(self, queue_id: str, recipient: str) -> Receipt | None:
+        row = self.conn.execute(sa.select(receipts).where(
+            receipts.c.queue_id == queue_id, receipts.c.recipient == recipient)).first()
+        if row is None:
+            return None
+        return Receipt(row.recipient, row.verdict, bool(row.counted), bool(row.smtputf8), row.spf,
+                       row.helo, from_db(row.created_at), from_db(row.forwarded_at), row.digest)
+
+    def mark_forwarded(self, queue_id: str, receipt: Receipt, digest: str, now: datetime) -> None:
+        """The message with this header digest went out for this recipient."""
+        done = self.conn.execute(
+            receipts.update().where(receipts.c.queue_id == queue_id,
+                                    receipts.c.recipient == receipt.recipient)
+            .values(forwarded_at=to_db(now), digest=digest))
+        if done.rowcount == 0:     # no RCPT-time receipt: the delivery decided
+            self.conn.execute(receipts.insert().values(
+                queue_id=queue_id, recipient=receipt.recipient, verdict=receipt.verdict,
+                counted=receipt.counted, smtputf8=receipt.smtputf8, spf=receipt.spf, helo="",
+                created_at=to_db(now), forwarded_at=to_db(now), digest=digest))
+
+    def forget_receipts(self, before: datetime) -> int:
+        return self.conn.execute(
+            receipts.delete().where(receipts.c.created_at < to_db(before))).rowcount
 
     # -- domain settings -------------------------------------------------
     def domain_settings(self, name: str) -> DomainSettings:
@@ -378,6 +409,3 @@ class Store:
     def forget_events(self, before: datetime) -> int:
         return self.conn.execute(events.delete().where(events.c.at < to_db(before))).rowcount
 
-    def forget_deliveries(self, before: datetime) -> int:
-        return self.conn.execute(
-            deliveries.delete().where(deliveries.c.delivered_at < to_db(before))).rowcount
