@@ -16,6 +16,9 @@ DEFAULTS = {
     "database": {
         "url": "sqlite:////var/lib/tmail/tmail.db",
         "busy_timeout_ms": 5000,
+        # The daemon's limit on any one wait for the database (connecting,
+        # a lock, a statement, a pooled connection); the CLI has none.
+        "timeout_s": 5,
     },
     "aliases": {
         # alias+tag@domain resolves to alias@domain; "" turns tags off.
@@ -45,6 +48,11 @@ DEFAULTS = {
         "reinject_host": "127.0.0.1",
         "reinject_port": 10026,
         "reinject_timeout_s": 60,
+        # Every milter answer that needs the database comes within this;
+        # past it the answer is 451 (Postfix's milter command_timeout, 20 s,
+        # would otherwise accept the rest of the session unchecked).
+        "verdict_timeout_s": 10,
+        # More Received fields than this: a loop, refused at end of data.
         "max_received_headers": 30,
         "log_level": "info",
     },

@@ -30,11 +30,21 @@ def sqlite_path(url: str) -> str | None:
     return None
 
 
-def make_engine(url: str, busy_timeout_ms: int = 5000, **kwargs) -> sa.Engine:
+def make_engine(url: str, busy_timeout_ms: int = 5000, op_timeout: float | None = None,
+                **kwargs) -> sa.Engine:
+    """An engine for `url`. `op_timeout` (seconds; the daemon sets it, the
+    CLI does not) bounds every wait on the database: connecting, a lock, a
+    statement, a server that stops answering, a free pooled connection. An
+    operation past it fails; it never hangs the thread that runs it."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
-        return sa.create_engine(parsed, **kwargs)
+        if op_timeout:
+            kwargs.setdefault("pool_timeout", op_timeout)
+        engine = sa.create_engine(parsed, **kwargs)
+        if op_timeout:
+            _bound_waits(engine, op_timeout)
+        return engine
 
     path = sqlite_path(url)
     if path:
@@ -69,3 +79,57 @@ def make_engine(url: str, busy_timeout_ms: int = 5000, **kwargs) -> sa.Engine:
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _bound_waits(engine: sa.Engine, seconds: float) -> None:
+    """Client and server side limits, so that a lock held elsewhere, a
+    server restart or a network that swallows packets ends in an error
+    within `seconds` instead of a thread blocked for good."""
+    whole = max(1, int(seconds))
+    backend = engine.dialect.name
+    if backend == "postgresql":
+        import psycopg
+
+        class Connection(psycopg.Connection):
+            # psycopg waits for the server without a limit; a server (or a
+            # proxy) that keeps the connection open and never answers would
+            # hold the thread forever. Past the limit the connection is in
+            # an unknown state: closed, and the pool replaces it.
+            def wait(self, gen, interval=0.1, timeout=None):
+                try:
+                    return super().wait(gen, interval=interval, timeout=timeout or seconds)
+                except psycopg.errors.OperationalError as exc:
+                    if type(exc).__name__ == "_WaitTimeout":
+                        self.pgconn.finish()
+                        raise psycopg.OperationalError(
+                            f"the database did not answer within {seconds:g} s") from None
+                    raise
+
+        @sa.event.listens_for(engine, "do_connect")
+        def _connect(_dialect, _record, cargs, cparams):
+            cparams.setdefault("connect_timeout", whole)
+            for name, value in (("keepalives", 1), ("keepalives_idle", whole),
+                                ("keepalives_interval", 1), ("keepalives_count", 3),
+                                ("tcp_user_timeout", whole * 1000)):
+                cparams.setdefault(name, value)
+            return Connection.connect(*cargs, **cparams)
+
+        @sa.event.listens_for(engine, "connect")
+        def _limits(dbapi_conn, _record):
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute(f"SET statement_timeout = {whole * 1000}")
+                cursor.execute(f"SET lock_timeout = {whole * 1000}")
+                cursor.execute(f"SET idle_in_transaction_session_timeout = {whole * 2000}")
+            dbapi_conn.commit()
+    elif backend in ("mysql", "mariadb"):
+        @sa.event.listens_for(engine, "do_connect")
+        def _connect(_dialect, _record, cargs, cparams):
+            for name in ("connect_timeout", "read_timeout", "write_timeout"):
+                cparams.setdefault(name, whole)
+            return None   # the dialect connects, with these parameters
+
+        @sa.event.listens_for(engine, "connect")
+        def _limits(dbapi_conn, _record):
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {whole}")
+                cursor.execute(f"SET SESSION max_statement_time = {whole}")
