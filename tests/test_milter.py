@@ -1,12 +1,20 @@
-"""The milter adapter driven by pymilter's TestCtx (no MTA), on a real SQLite store."""
+"""The milter adapter driven by pymilter's TestCtx (no MTA), on a real SQLite store.
+
+TestCtx stands in for Postfix, macros included: {rcpt_mailer} and
+{rcpt_addr} are what Postfix's address resolver would say.
+"""
 import socket
+import threading
+import time
 from datetime import datetime, timezone
+from io import BytesIO
 
 import Milter
 import pytest
 from Milter.testctx import TestCtx as MilterCtx
 
 from tmail.core import replies
+from tmail.core.authresults import Spf
 from tmail.core.resolve import Policy
 from tmail.core.srs import SrsCodec
 from tmail.core.verdict import AliasRecord
@@ -14,7 +22,7 @@ from tmail.db import migrate
 from tmail.db.engine import make_engine
 from tmail.db.store import Store
 from tmail.defaults import ROLE_LOCAL_PARTS
-from tmail.mailpath.milter import make_factory
+from tmail.mailpath.milter import TRANSPORT, make_factory
 from tmail.mailpath.service import Service
 
 NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
@@ -29,8 +37,10 @@ def service(tmp_path):
         store.add_domain("d.test", NOW)
         store.add_alias(AliasRecord(local="shop", domain="d.test", destinations=("me@x.test",),
                                     created_at=NOW, blocked=("@spam.test",)))
+        store.add_alias(AliasRecord(local="few", domain="d.test", destinations=("me@x.test",),
+                                    created_at=NOW, max_messages=1))
     policy = Policy("+", ROLE_LOCAL_PARTS, "admin@x.test", SrsCodec([b"s"], "srs.d.test"))
-    return Service(engine, policy, ("127.0.0.1", 1), clock=lambda: NOW)
+    return Service(engine, policy, clock=lambda: NOW, deadline=2)
 
 
 def connected(service, helo="mx.b.test", ip="192.0.2.7"):
@@ -44,29 +54,42 @@ def connected(service, helo="mx.b.test", ip="192.0.2.7"):
     return ctx
 
 
-def drive(service, sender, rcpt):
+def rcpt(ctx, raw, resolved=None, mailer=TRANSPORT):
+    """RCPT TO:<raw>, with the macros Postfix sends for it."""
+    ctx._macros.pop("{rcpt_addr}", None)
+    ctx._macros.pop("{rcpt_mailer}", None)
+    if mailer is not None:
+        ctx._setsymval("{rcpt_mailer}", mailer)
+        ctx._setsymval("{rcpt_addr}", resolved if resolved is not None else raw.lower())
+    return ctx._envrcpt(f"<{raw}>")
+
+
+def mail(ctx, sender, *params):
+    assert ctx._envfrom(f"<{sender}>", *params) in (Milter.CONTINUE, Milter.NOREPLY)
+
+
+def drive(service, sender, recipient, **macros):
     ctx = connected(service)
-    assert ctx._envfrom(f"<{sender}>") in (Milter.CONTINUE, Milter.NOREPLY)
-    return ctx._envrcpt(f"<{rcpt}>"), ctx._reply
+    mail(ctx, sender)
+    return rcpt(ctx, recipient, **macros), ctx._reply
 
 
-def test_spf_result_is_recorded_only_for_tmail_mail(service):
-    from io import BytesIO
+def end(ctx, headers=(), queue_id="4QTEST"):
+    for name, value in headers:
+        ctx._priv.header(name, value)
+    ctx._setsymval("i", queue_id)
+    ctx._body = BytesIO()
+    return ctx._eom()
 
-    from tmail.core.authresults import Spf
-    asked = []
-    service.spf_check = lambda ip, sender, helo: asked.append((ip, sender, helo)) or Spf("pass", sender, helo)
-    service.authserv_id = "mx.d.test"
-    for rcpt, expected in (("shop@d.test", "mx.d.test; spf=pass smtp.mailfrom=a@b.test smtp.helo=mx.b.test"),
-                           ("x@elsewhere.test", None)):
-        ctx = connected(service)
-        ctx._envfrom("<a@b.test>")
-        assert ctx._envrcpt(f"<{rcpt}>") == Milter.CONTINUE
-        ctx._msg = {}
-        ctx._body = BytesIO()
-        assert ctx._eom() == Milter.CONTINUE
-        assert ctx._msg.get("Authentication-Results") == expected
-    assert asked == [("192.0.2.7", "a@b.test", "mx.b.test")]
+
+def receipt(service, queue_id, recipient):
+    with service.read() as store:
+        return store.receipt(queue_id, recipient)
+
+
+def forwarded_count(service, local):
+    with service.read() as store:
+        return store.get_alias(local, "d.test").forwarded
 
 
 def test_negotiates_only_what_it_uses(service):
@@ -77,39 +100,148 @@ def test_negotiates_only_what_it_uses(service):
         for bit in pair:
             offered |= bit
     skipped = offered & ~make_factory(service).protocol_mask()
-    for step in (Milter.P_NOHDRS, Milter.P_NOBODY, Milter.P_NOEOH, Milter.P_NODATA, Milter.P_NOUNKNOWN):
+    for step in (Milter.P_NOBODY, Milter.P_NOEOH, Milter.P_NODATA, Milter.P_NOUNKNOWN):
         assert skipped & step
-    for step in (Milter.P_NOCONNECT, Milter.P_NOHELO, Milter.P_NOMAIL, Milter.P_NORCPT):
+    for step in (Milter.P_NOCONNECT, Milter.P_NOHELO, Milter.P_NOMAIL, Milter.P_NORCPT, Milter.P_NOHDRS):
         assert not skipped & step
-    # no reply awaited to CONNECT, HELO and MAIL: only RCPT costs a round trip
-    for step in (Milter.P_NR_CONN, Milter.P_NR_HELO, Milter.P_NR_MAIL):
+    # no reply awaited to CONNECT, HELO, MAIL and the header fields: only RCPT
+    # and the end of the message cost a round trip
+    for step in (Milter.P_NR_CONN, Milter.P_NR_HELO, Milter.P_NR_MAIL, Milter.P_NR_HDR):
         assert skipped & step
     assert not skipped & Milter.P_NR_RCPT
 
 
-def test_accepts_active_and_foreign_recipients(service):
+def test_asks_postfix_for_the_resolved_recipient(service):
+    ctx = MilterCtx()
+    Milter.factory = make_factory(service)
+    ctx._negotiate()
+    assert ctx._symlist[Milter.M_ENVRCPT] == {b"{rcpt_addr}", b"{rcpt_mailer}"}
+    assert ctx._symlist[Milter.M_EOM] == {b"i"}
+
+
+def test_accepts_active_recipients_and_leaves_other_transports_alone(service):
     assert drive(service, "a@b.test", "shop+x@d.test")[0] == Milter.CONTINUE
-    assert drive(service, "a@b.test", "x@elsewhere.test")[0] == Milter.CONTINUE
+    # Not routed to tmail: not looked at, even at a tmail domain.
+    assert drive(service, "a@b.test", "nobody@d.test", mailer="smtp")[0] == Milter.CONTINUE
 
 
-@pytest.mark.parametrize("sender,rcpt,reply", [
+@pytest.mark.parametrize("sender,recipient,reply", [
     ("a@b.test", "nobody@d.test", replies.UNKNOWN_ALIAS),
     ("x@spam.test", "shop@d.test", replies.SENDER_BLOCKED),
     ("", "SRS0=xxxx=AA=b.test=a@srs.d.test", replies.SRS_INVALID),
+    ("a@b.test", "someone@routed-but-unknown.test", replies.UNKNOWN_ALIAS),
+    ("a\x1b[2J@b.test", "shop@d.test", replies.BAD_SENDER),
 ])
-def test_rejections_carry_the_named_reply(service, sender, rcpt, reply):
-    code, got = drive(service, sender, rcpt)
+def test_rejections_carry_the_named_reply(service, sender, recipient, reply):
+    code, got = drive(service, sender, recipient)
     assert code == Milter.REJECT
     assert got[:3] == (reply.code, reply.xcode, reply.text)
+
+
+@pytest.mark.parametrize("raw", ["nobody@d.test.", '"nobody"@d.test', "nobody%d.test@mx.fwd.test",
+                                 "d.test!nobody@mx.fwd.test", "@relay.test:nobody@d.test",
+                                 "NOBODY@D.TEST"])
+def test_the_verdict_is_for_the_address_postfix_delivers_to(service, raw):
+    """Whatever form the client wrote, Postfix's resolved address decides."""
+    code, got = drive(service, "a@b.test", raw, resolved="nobody@d.test")
+    assert code == Milter.REJECT and got[:2] == ("550", "5.1.1")
+
+
+def test_the_senders_case_is_kept_when_postfix_folded_it(service):
+    from tmail.core.resolve import delivered_address
+    assert delivered_address("Shop+News@D.test.", "shop+news@d.test") == "Shop+News@d.test"
+    assert delivered_address("x%d.test@mx.test", "x@d.test") == "x@d.test"
+
+
+def test_macros_missing_is_a_tempfail_not_a_pass(service):
+    code, got = drive(service, "a@b.test", "shop@d.test", mailer=None)
+    assert code == Milter.TEMPFAIL and got[:2] == (replies.TEMPFAIL.code, replies.TEMPFAIL.xcode)
+
+
+def test_receipts_record_the_verdicts_spf_and_smtputf8_without_touching_the_message(service):
+    asked = []
+    service.spf_check = lambda ip, sender, helo: asked.append((ip, sender, helo)) or Spf("pass", sender, helo)
+    ctx = connected(service)
+    mail(ctx, "a@b.test", "SMTPUTF8")
+    assert rcpt(ctx, "shop@d.test") == Milter.CONTINUE
+    assert rcpt(ctx, "bob@elsewhere.test", mailer="smtp") == Milter.CONTINUE
+    assert end(ctx, queue_id="4QAAA") == Milter.CONTINUE
+    assert not ctx._headerschanged       # other recipients share the message
+    got = receipt(service, "4QAAA", "shop@d.test")
+    assert (got.verdict, got.spf, got.helo, got.smtputf8) == ("forward", "pass", "mx.b.test", True)
+    assert asked == [("192.0.2.7", "a@b.test", "mx.b.test")]
+    # mail that is not tmail's: no SPF lookup, no receipt
+    ctx = connected(service)
+    mail(ctx, "a@b.test")
+    rcpt(ctx, "bob@elsewhere.test", mailer="smtp")
+    assert end(ctx, queue_id="4QBBB") == Milter.CONTINUE
+    assert len(asked) == 1 and receipt(service, "4QBBB", "bob@elsewhere.test") is None
+
+
+@pytest.mark.parametrize("headers", [
+    [("Delivered-To", "shop@d.test")],
+    [("Delivered-To", " <SHOP@d.test>")],
+    [("Received", f"from hop{i}") for i in range(30)],
+])
+def test_loops_are_refused_at_end_of_data_and_counts_given_back(service, headers):
+    ctx = connected(service)
+    mail(ctx, "a@b.test")
+    assert rcpt(ctx, "shop@d.test") == Milter.CONTINUE
+    assert rcpt(ctx, "few@d.test") == Milter.CONTINUE
+    assert forwarded_count(service, "few") == 1
+    assert end(ctx, headers) == Milter.REJECT
+    assert ctx._reply[:2] == (replies.LOOP.code, replies.LOOP.xcode)
+    wait_for(lambda: forwarded_count(service, "few") == 0)
+
+
+def test_twenty_nine_received_fields_are_no_loop(service):
+    ctx = connected(service)
+    mail(ctx, "a@b.test")
+    rcpt(ctx, "shop@d.test")
+    assert end(ctx, [("Received", "x")] * 29 + [("Delivered-To", "other@d.test")]) == Milter.CONTINUE
+
+
+def test_a_count_is_given_back_when_the_message_is_aborted(service):
+    ctx = connected(service)
+    mail(ctx, "a@b.test")
+    assert rcpt(ctx, "few@d.test") == Milter.CONTINUE
+    assert forwarded_count(service, "few") == 1
+    ctx._abort()
+    wait_for(lambda: forwarded_count(service, "few") == 0)
 
 
 def test_internal_error_is_a_tempfail(service):
     service.engine.dispose()
     service.engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
-    service._domains_at = float("-inf")
     code, got = drive(service, "a@b.test", "shop@d.test")
     assert code == Milter.TEMPFAIL
     assert got[:3] == (replies.TEMPFAIL.code, replies.TEMPFAIL.xcode, replies.TEMPFAIL.text)
+
+
+def test_a_database_that_does_not_answer_is_a_tempfail_within_the_deadline(service, monkeypatch):
+    """The count at RCPT takes longer than the deadline (a held lock, a
+    server that stalls): the milter answers 451 in time, and the count taken
+    when the database finally answers is given back (the message was
+    refused)."""
+    slow_reserve, real_release = Store.reserve, service.release
+    given_back = threading.Event()
+
+    def reserve(store, alias_id):
+        time.sleep(service.deadline + 1)
+        return slow_reserve(store, alias_id)
+
+    def release(ids):
+        real_release(ids)
+        given_back.set()
+    monkeypatch.setattr(Store, "reserve", reserve)
+    monkeypatch.setattr(service, "release", release)
+    started = time.monotonic()
+    code, got = drive(service, "a@b.test", "few@d.test")
+    assert code == Milter.TEMPFAIL and got[:2] == ("451", "4.3.0")
+    assert time.monotonic() - started < service.deadline + 1
+    assert given_back.wait(10) and forwarded_count(service, "few") == 0
+    monkeypatch.setattr(Store, "reserve", slow_reserve)
+    assert drive(service, "a@b.test", "few@d.test")[0] == Milter.CONTINUE
 
 
 def test_percent_in_reply_text_is_escaped(service, monkeypatch):
@@ -120,13 +252,8 @@ def test_percent_in_reply_text_is_escaped(service, monkeypatch):
     assert drive(service, "a@b.test", "nobody@d.test")[1][2] == "100%% unknown"
 
 
-def test_a_new_domain_is_known_as_soon_as_postfix_tables_change(service, tmp_path):
-    table = tmp_path / "domains"
-    table.write_text("d.test OK\n")
-    service.domains_map = str(table)
-    assert drive(service, "a@b.test", "x@new.test")[0] == Milter.CONTINUE  # not ours yet
-    with service.engine.begin() as conn:
-        Store(conn).add_domain("new.test", NOW)
-    table.write_text("d.test OK\nnew.test OK\n")  # what `tmail domain add` does after its commit
-    code, reply = drive(service, "a@b.test", "x@new.test")
-    assert code == Milter.REJECT and reply[:2] == (replies.UNKNOWN_ALIAS.code, replies.UNKNOWN_ALIAS.xcode)
+def wait_for(check, what="condition", timeout=10):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 
@@ -18,9 +19,24 @@ def socket_path(cfg, key: str) -> str:
     return os.path.join(cfg["daemon"]["postfix_queue_directory"], path)
 
 
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+class EscapingFormatter(logging.Formatter):
+    """Escapes control characters in log messages: addresses and names come
+    from SMTP clients, and a CR, LF or ESC in them must not forge a log line
+    or a terminal's state. Tracebacks, appended after, keep their lines."""
+
+    def formatMessage(self, record):
+        record.message = _UNPRINTABLE.sub(
+            lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"),
+            record.message)
+        return super().formatMessage(record)
+
+
 def setup_logging(level: str, log_file: str | None) -> None:
     handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler()
-    handler.setFormatter(logging.Formatter(
+    handler.setFormatter(EscapingFormatter(
         "%(asctime)s tmail[%(process)d]: %(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -28,27 +44,27 @@ def setup_logging(level: str, log_file: str | None) -> None:
 
 
 def build_service(cfg):
+    """The Service (database, verdicts) and the Delivery built on it."""
     from ..db.engine import make_engine
     from .deliverability import from_config as deliverability_from_config
+    from .delivery import Delivery
     from .service import Service
     from .spfcheck import checker
     policy = config_mod.policy(cfg)
     if policy.srs is None:
         raise config_mod.ConfigError(f"{cfg.path}: [srs] domain is required to forward mail")
-    db = cfg["database"]
-    engine = make_engine(db["url"], db["busy_timeout_ms"], pool_size=10, max_overflow=20) \
-        if not db["url"].startswith("sqlite") else make_engine(db["url"], db["busy_timeout_ms"])
-    d = cfg["daemon"]
-    maps = cfg["postfix"]["map_directory"]
+    db, d = cfg["database"], cfg["daemon"]
+    pool = {} if db["url"].startswith("sqlite") else {"pool_size": 10, "max_overflow": 20}
+    engine = make_engine(db["url"], db["busy_timeout_ms"], op_timeout=db["timeout_s"], **pool)
     resolver = cfg.resolver()
     resolver.install()   # pyspf and dkimpy's fallbacks use dnspython's default resolver
-    deliverability = deliverability_from_config(cfg, resolver.txt)
-    return Service(engine, policy, (d["reinject_host"], d["reinject_port"]),
-                   reinject_timeout=d["reinject_timeout_s"],
-                   max_received=d["max_received_headers"], helo=socket.getfqdn(),
-                   domains_map=os.path.join(maps, "domains") if maps else None,
-                   deliverability=deliverability, authserv_id=cfg.authserv_id,
-                   spf_check=checker(cfg["dns"]["timeout_s"]) if cfg["dkim"]["check_spf"] else None)
+    service = Service(engine, policy, deadline=d["verdict_timeout_s"],
+                      max_received=d["max_received_headers"], authserv_id=cfg.authserv_id,
+                      spf_check=checker(cfg["dns"]["timeout_s"]) if cfg["dkim"]["check_spf"] else None)
+    delivery = Delivery(service, (d["reinject_host"], d["reinject_port"]),
+                        reinject_timeout=d["reinject_timeout_s"], helo=socket.getfqdn(),
+                        deliverability=deliverability_from_config(cfg, resolver.txt))
+    return service, delivery
 
 
 def run(cfg, log_file: str | None = None) -> None:
@@ -59,9 +75,10 @@ def run(cfg, log_file: str | None = None) -> None:
 
     setup_logging(cfg["daemon"]["log_level"], log_file)
     log = logging.getLogger("tmail")
-    service = build_service(cfg)
-    service.domains()  # fail early if the database is unreachable
-    servers = [deliver_server(cfg["daemon"]["deliver_socket"], service),
+    service, delivery = build_service(cfg)
+    with service.read() as store:
+        store.domain_names()   # fail early if the database is unreachable
+    servers = [deliver_server(cfg["daemon"]["deliver_socket"], delivery),
                guard_server(socket_path(cfg, "policy_socket"))]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -73,7 +90,10 @@ def run(cfg, log_file: str | None = None) -> None:
     # i.e. mail accepted unchecked.
     import milter as libmilter
     libmilter.setbacklog(256)
-    os.umask(0o007)  # sockets: owner and group (postfix is in tmail's group)
+    # The milter socket (libmilter makes it 0777 less the umask): owner and
+    # group read-write, 0660; its directory's group (setgid, tmail-postfix)
+    # is the one the postfix user is in.
+    os.umask(0o117)
     log.info("tmail daemon ready: milter %s, deliver %s, guard %s", milter_path,
              cfg["daemon"]["deliver_socket"], socket_path(cfg, "policy_socket"))
     try:

@@ -49,7 +49,11 @@ def run(argv, stdin):
     socket_path, timeout, (queue_id, sender, recipient) = _parse(argv)
     signal.signal(signal.SIGALRM, lambda *_: _tempfail("tmail timed out; will retry"))
     signal.alarm(timeout)
-    header = json.dumps({"queue_id": queue_id, "sender": sender, "recipient": recipient})
+    # The daemon is told how long this process waits: it abandons the
+    # delivery rather than send a message whose success nobody will hear of
+    # (Postfix would retry it: a duplicate).
+    header = json.dumps({"queue_id": queue_id, "sender": sender, "recipient": recipient,
+                         "timeout": timeout})
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.connect(socket_path)

@@ -1,12 +1,24 @@
 """The milter: RCPT-time verdicts, translated to SMTP replies.
 
 Policy lives in the core (tmail.core.resolve); this class only turns
-pymilter callbacks into a Service.verdict() call and back. It negotiates
-the callbacks it needs (pymilter marks every method not overridden here as
-'no callback', so Postfix skips those round trips); CONNECT, HELO and MAIL
-FROM are 'no reply', so Postfix does not wait for them either. At the end
-of a message to tmail's addresses it records the client's SPF result in an
-Authentication-Results field (only the milter knows the client's address).
+pymilter callbacks into Service calls and back.
+
+Which recipients are tmail's is Postfix's answer, not the milter's: the
+macros {rcpt_mailer} (the transport Postfix resolved the recipient to) and
+{rcpt_addr} (the address it resolved it to) say where the message will go.
+Every form of address that Postfix rewrites onto a tmail address (a
+trailing dot, quoting, a source route, user%domain@host, bang paths, case)
+thus gets the verdict of the address Postfix will deliver to, and a
+recipient Postfix does not route to tmail is not touched (nor does it wait
+for the database).
+
+Callbacks are negotiated as few and as cheap as possible: CONNECT, HELO,
+MAIL FROM and the header fields are 'no reply' (Postfix does not wait for
+them); only RCPT and the end of the message are answered. At the end of a
+message to tmail's addresses, loops are refused (SMTP, not a bounce
+later), the client's SPF result is taken, and the verdicts are stored as
+receipts for the delivery, by queue id; the message itself is not changed
+(other recipients share it).
 """
 from __future__ import annotations
 
@@ -15,12 +27,20 @@ import socket
 
 import Milter
 
-from ..core import authresults
-from ..core.address import AddressError
-from ..core.replies import TEMPFAIL, reply_for
+from ..core.address import AddressError, envelope_key, parse_sender
+from ..core.authresults import Spf
+from ..core.loops import loop_reason
+from ..core.receipts import Receipt, stored_key, verdict_name
+from ..core.replies import BAD_RECIPIENT, BAD_SENDER, LOOP, SENDER_UNFORWARDABLE, TEMPFAIL, Reply, reply_for
+from ..core.resolve import delivered_address
+from ..core.srs import forwardable_sender
 from ..core.verdict import Kind
+from .service import counts
 
 log = logging.getLogger("tmail.milter")
+
+TRANSPORT = "tmail"     # the master.cf service tmail's tables route to
+RCPT_MACROS = ("{rcpt_addr}", "{rcpt_mailer}")
 
 
 def _unbracket(address: str) -> str:
@@ -36,9 +56,15 @@ class TmailMilter(Milter.Base):
     def __init__(self):
         self.client_ip: str | None = None
         self.helo = ""
-        self.sender = ""
-        self.ours = False                # a recipient of this message is tmail's
-        self.reserved: list[int] = []   # aliases counted for the current message
+        self._reset("")
+
+    def _reset(self, sender: str):
+        self.sender = sender
+        self.smtputf8 = False
+        self.receipts: list[Receipt] = []   # tmail's accepted recipients of this message
+        self.reserved: list[int] = []       # aliases counted for this message
+        self.received = 0
+        self.delivered_to: list[str] = []
 
     @Milter.noreply
     def connect(self, hostname, family, hostaddr):
@@ -53,63 +79,141 @@ class TmailMilter(Milter.Base):
         return Milter.CONTINUE
 
     @Milter.noreply  # never refuses a sender: Postfix need not wait for an answer
+    @Milter.symlist("{mail_addr}")
     def envfrom(self, sender, *params):
-        self.sender = _unbracket(sender)
-        self.ours = False
+        self._release()
+        raw, resolved = _unbracket(sender), self.getsymval("{mail_addr}")
+        if raw and resolved:
+            try:   # the sender Postfix will queue the message with
+                raw = delivered_address(raw, resolved)
+            except AddressError:
+                pass     # refused at RCPT, for tmail's recipients only
+        self._reset(raw)
+        self.smtputf8 = any(p.strip().upper() == "SMTPUTF8" for p in params)
         return Milter.CONTINUE
 
+    @Milter.symlist(*RCPT_MACROS)
     def envrcpt(self, recipient, *params):
-        rcpt = _unbracket(recipient)
-        if self.service.surely_foreign(rcpt):  # other mail: no database, no thread hand-off
-            log.info("rcpt=<%s> from=<%s> verdict=not-ours reason=not a tmail domain", rcpt, self.sender)
+        raw = _unbracket(recipient)
+        mailer, resolved = self.getsymval("{rcpt_mailer}"), self.getsymval("{rcpt_addr}")
+        if mailer is None or resolved is None:
+            # We ask for both macros (setsymlist): an MTA that does not send
+            # them cannot say where mail goes, and guessing could let a
+            # recipient past the check.
+            log.error("rcpt=<%s> the MTA sent no {rcpt_mailer}/{rcpt_addr}: tempfail", raw)
+            return self._answer(TEMPFAIL, Milter.TEMPFAIL)
+        if mailer != TRANSPORT:
+            log.debug("rcpt=<%s> from=<%s> verdict=not-ours transport=%s", raw, self.sender, mailer)
             return Milter.CONTINUE
         try:
-            verdict = self.service.run(self.service.checked_verdict, rcpt, self.sender)
+            parse_sender(self.sender)
         except AddressError as exc:
-            log.info("rcpt=<%s> from=<%s> verdict=malformed reason=%s", rcpt, self.sender, exc)
-            self.setreply("501", "5.1.3", "Bad recipient address syntax")
-            return Milter.REJECT
-        except Exception:
-            log.exception("rcpt=<%s> from=<%s> verdict=tempfail (internal error)", rcpt, self.sender)
-            self.setreply(TEMPFAIL.code, TEMPFAIL.xcode, TEMPFAIL.text)
-            return Milter.TEMPFAIL
-        if verdict.kind is Kind.FORWARD and verdict.alias is not None \
-                and verdict.alias.max_messages is not None:
-            self.reserved.append(verdict.alias.id)  # counted by reserve()
+            log.info("rcpt=<%s> from=<%s> verdict=malformed reason=sender: %s", raw,
+                     self.sender, exc)
+            return self._answer(BAD_SENDER, Milter.REJECT)
+        try:
+            address = delivered_address(raw, resolved)
+            verdict = self.service.ask(self.service.checked_verdict, address, self.sender,
+                                       undo=self._late_release)
+        except AddressError as exc:
+            log.info("rcpt=<%s> from=<%s> verdict=malformed reason=%s", raw,
+                     self.sender, exc)
+            return self._answer(BAD_RECIPIENT, Milter.REJECT)
+        except Exception as exc:
+            log.warning("rcpt=<%s> from=<%s> verdict=tempfail (%s: %s)", raw,
+                        self.sender, type(exc).__name__, exc)
+            return self._answer(TEMPFAIL, Milter.TEMPFAIL)
         reply = reply_for(verdict)
-        self.ours = self.ours or (reply is None and verdict.kind is not Kind.NOT_OURS)
-        log.info("rcpt=<%s> from=<%s> verdict=%s reason=%s%s", rcpt, self.sender,
+        if reply is None and verdict.kind in (Kind.FORWARD, Kind.ROLE) \
+                and not forwardable_sender(self.service.policy.srs, self.sender):
+            reply = SENDER_UNFORWARDABLE
+        log.info("rcpt=<%s> from=<%s> verdict=%s reason=%s%s", address, self.sender,
                  verdict.kind.value, verdict.reason, " (drop)" if verdict.drop else "")
-        if reply is None:
-            return Milter.CONTINUE
-        self.setreply(reply.code, reply.xcode, reply.text.replace("%", "%%"))
-        return Milter.REJECT
+        if counts(verdict):
+            self.reserved.append(verdict.alias.id)
+            if reply is not None:       # counted, but refused after all
+                self._release()
+        if reply is not None:
+            return self._answer(reply, Milter.REJECT)
+        self.receipts.append(Receipt(stored_key(envelope_key(address)), verdict_name(verdict),
+                                     counted=counts(verdict), smtputf8=self.smtputf8))
+        return Milter.CONTINUE
 
+    @Milter.noreply
+    def header(self, name, value):
+        if self.receipts:        # only tmail's mail is looked at
+            lname = name.lower()
+            if lname == "received":
+                self.received += 1
+            elif lname == "delivered-to":
+                self.delivered_to.append(value)
+        return Milter.CONTINUE
 
     # End of message, abort and close are always called (not negotiable):
-    # the message counts taken at RCPT time stand only if the message was
+    # the counts taken at RCPT time stand only if the message was
     # accepted, and are given back otherwise.
+    @Milter.symlist("i")
     def eom(self):
-        self.reserved.clear()
+        if not self.receipts:
+            return Milter.CONTINUE
         service = self.service
-        if self.ours and service.spf_check is not None and self.client_ip:
-            try:
-                spf = service.run(service.spf_check, self.client_ip, self.sender, self.helo)
-                # at the top, above any field with tmail's authserv-id the sender wrote
-                self.addheader("Authentication-Results",
-                               authresults.spf_field_value(service.authserv_id, spf), 0)
-            except Exception:   # the delivery reports spf=none; the message is not held up
-                log.exception("from=<%s> SPF result not recorded", self.sender)
+        # Postfix adds its own Received field after this: count it.
+        loop = loop_reason(self.received + 1, service.max_received, self.delivered_to,
+                           [r.recipient for r in self.receipts])
+        if loop:
+            log.info("from=<%s> message refused: %s", self.sender, loop)
+            self._release()
+            return self._answer(LOOP, Milter.REJECT)
+        queue_id = self.getsymval("i")
+        spf = self._spf()
+        receipts = [Receipt(r.recipient, r.verdict, r.counted, r.smtputf8,
+                            spf.result if spf else None, self.helo) for r in self.receipts]
+        try:
+            if not queue_id:
+                raise RuntimeError("the MTA sent no queue id ({i})")
+            service.ask(service.record_arrival, queue_id, receipts)
+        except Exception as exc:
+            log.warning("from=<%s> verdicts not recorded (%s: %s): tempfail",
+                        self.sender, type(exc).__name__, exc)
+            self._release()
+            return self._answer(TEMPFAIL, Milter.TEMPFAIL)
+        self.reserved.clear()       # the message is accepted: its counts stand
         return Milter.CONTINUE
 
     def abort(self):
-        if self.reserved:
-            self.service.run(self.service.release, list(self.reserved))
-            self.reserved.clear()
+        self._release()
         return Milter.CONTINUE
 
     def close(self):
         return self.abort()
+
+    # -- helpers ---------------------------------------------------------------
+    def _answer(self, reply: Reply, code):
+        self.setreply(reply.code, reply.xcode, reply.text.replace("%", "%%"))
+        return code
+
+    def _spf(self) -> Spf | None:
+        """The client's SPF result; a slow DNS gives temperror, never a 451."""
+        service = self.service
+        if service.spf_check is None or not self.client_ip:
+            return None
+        try:
+            return service.ask(service.spf_check, self.client_ip, self.sender, self.helo,
+                               deadline=service.deadline / 2)
+        except Exception as exc:
+            log.info("from=<%s> SPF not checked (%s)", self.sender, exc)
+            return Spf("temperror", self.sender, self.helo)
+
+    def _release(self):
+        if self.reserved:   # off libmilter's thread, without waiting
+            self.service.submit(self.service.release, list(self.reserved))
+            self.reserved.clear()
+
+    def _late_release(self, verdict):
+        """A verdict that came after the milter had answered 451 took a
+        message count for a message that was refused: give it back."""
+        if counts(verdict):
+            self.service.submit(self.service.release, [verdict.alias.id])
 
 
 def make_factory(service):

@@ -11,11 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
+import socket
 import socketserver
+import time
 
 from .wire import MAGIC, MAX_HEADER_LINE, read_chunks
 
 log = logging.getLogger("tmail.server")
+
+DEFAULT_PATIENCE = 600     # seconds tmail-deliver waits, unless it says
+MARGIN = 15                # abandon this long before the client would give up
 
 
 class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
@@ -37,23 +43,55 @@ class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         os.chmod(path, mode)
 
 
-def deliver_server(path: str, service, mode: int = 0o660) -> _UnixServer:
+def deliver_server(path: str, delivery, mode: int = 0o600) -> _UnixServer:
     class Handler(socketserver.StreamRequestHandler):
         def handle(self):
-            line = self.rfile.readline(MAX_HEADER_LINE)
-            if not line.startswith(MAGIC) or not line.endswith(b"\n"):
-                self.wfile.write(b"75 4.3.0 protocol error\n")
-                return
             try:
+                self._handle()
+            except OSError as exc:   # the client went away: nothing to answer
+                log.info("delivery client went away: %s", exc)
+
+        def _handle(self):
+            started = time.monotonic()
+            line = self.rfile.readline(MAX_HEADER_LINE)
+            if not line:
+                return    # connected and hung up (a probe, `tmail postfix check`)
+            try:
+                if not line.startswith(MAGIC) or not line.endswith(b"\n"):
+                    raise ValueError("no TMAIL1 header line")
                 request = json.loads(line[len(MAGIC):].decode("utf-8", "surrogateescape"))
-            except ValueError:
+                if not isinstance(request, dict):
+                    raise ValueError("the header is not an object")
+                patience = float(request.get("timeout", DEFAULT_PATIENCE))
+            except ValueError as exc:
+                log.warning("delivery protocol error: %s", exc)
                 self.wfile.write(b"75 4.3.0 protocol error\n")
                 return
-            outcome = service.deliver(request, read_chunks(self.rfile))
+
+            def still_wanted() -> bool:
+                # The pipe gives up (and Postfix retries) at its own alarm:
+                # past that, or once it has hung up, a message sent would be
+                # a duplicate of the retry.
+                return (time.monotonic() - started < patience - MARGIN
+                        and not _hung_up(self.connection))
+
+            outcome = delivery.deliver(request, read_chunks(self.rfile), still_wanted)
             text = " ".join(outcome.text.split())[:400]
             self.wfile.write(f"{outcome.status} {text}\n".encode("utf-8", "replace"))
 
     return _UnixServer(path, Handler, mode)
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """The client closed its end: readable, and reading would return nothing
+    (it has sent the whole message and sends nothing more)."""
+    try:
+        readable, _, _ = select.select([conn], [], [], 0)
+        return bool(readable) and conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def guard_server(path: str, mode: int = 0o660) -> _UnixServer:

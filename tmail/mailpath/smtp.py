@@ -19,6 +19,11 @@ class SmtpError(Exception):
         return 500 <= self.code < 600
 
 
+class Abandoned(Exception):
+    """The message was not committed: the connection closed before the
+    final dot, so Postfix discards what it received."""
+
+
 class SmtpClient:
     def __init__(self, host: str, port: int, timeout: float, helo: str = "localhost"):
         self.sock = socket.create_connection((host, port), timeout=timeout)
@@ -75,8 +80,10 @@ class SmtpClient:
         if code != 354:
             raise SmtpError(code, " ".join(lines))
 
-    def send_message(self, chunks) -> str:
-        """Stream the message (LF line ends) and return the final 250 text."""
+    def send_message(self, chunks, before_end=None) -> str:
+        """Stream the message (LF line ends) and return the final 250 text.
+        `before_end()` is asked just before the final dot: False abandons
+        the transaction (nothing is delivered)."""
         at_line_start, carry = True, b""
         for chunk in chunks:
             chunk = carry + chunk
@@ -93,6 +100,9 @@ class SmtpClient:
         if carry:
             self.sock.sendall(carry)
             at_line_start = False
+        if before_end is not None and not before_end():
+            self.sock.close()
+            raise Abandoned("the delivery agent stopped waiting")
         self.sock.sendall(b".\r\n" if at_line_start else b"\r\n.\r\n")
         return " ".join(self._expect(250))
 

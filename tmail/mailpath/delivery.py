@@ -1,0 +1,319 @@
+"""Deliveries: one message for one recipient, handed over by tmail-deliver.
+
+What the milter decided at RCPT time (its receipt) is what happens: the
+message is forwarded (even if the alias was disabled or reached a limit
+since: it was valid when it got its 250), or dropped when the verdict said
+so. With no receipt (mail injected locally, a recipient Postfix routed to
+tmail without asking the milter) the verdict is taken now, and whatever
+it refuses is discarded with a log line: never forwarded, never bounced to
+a sender nobody verified.
+
+Nothing is acknowledged before the reinjection listener's 250; every
+internal failure is a tempfail (75); a retried delivery of a message that
+already went out is recognised by its receipt and not sent twice; two
+attempts for one queue id and recipient never run at once, and an attempt
+whose client (the pipe) has gone is abandoned before the message is
+committed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+
+from ..core import dsn
+from ..core import headers as hdr
+from ..core.address import AddressError, envelope_key, parse_envelope, parse_sender, smtp_path
+from ..core.authresults import Spf
+from ..core.fromrewrite import DEFAULT_MODE as FROM_REWRITE_DEFAULT
+from ..core.receipts import DROP, Receipt, header_digest, stored_key, verdict_name
+from ..core.resolve import resolve
+from ..core.verdict import AliasRecord, Kind
+from .service import Service, _Lookup, counts
+from .smtp import Abandoned, SmtpClient, SmtpError
+from .wire import WireError
+
+log = logging.getLogger("tmail")
+
+MAX_HEADER_BYTES = 1024 * 1024
+MAX_BOUNCE_BYTES = 2 * 1024 * 1024
+
+# pipe(8) exit statuses (sysexits.h)
+EX_OK, EX_TEMPFAIL = 0, 75
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    status: int
+    text: str
+
+
+class Delivery:
+    def __init__(self, service: Service, reinject: tuple[str, int], *, reinject_timeout: float = 60,
+                 helo: str = "localhost", deliverability=None):
+        self.service = service
+        self.policy = service.policy
+        self.reinject = reinject
+        self.reinject_timeout = reinject_timeout
+        self.helo = helo
+        # Verification, From rewriting, DKIM and ARC (None: forward as it came).
+        self.deliverability = deliverability
+        self._attempts: dict[tuple[str, str], list] = {}   # key -> [lock, waiting]
+        self._attempts_lock = threading.Lock()
+
+    def deliver(self, request: dict, chunks, still_wanted=lambda: True) -> Outcome:
+        """Forward one message for one recipient; never raises.
+        `still_wanted()` is False once the client gave up waiting."""
+        queue_id = str(request.get("queue_id", "?"))[:64]
+        recipient, sender = str(request.get("recipient", "")), str(request.get("sender", ""))
+        try:
+            with self._one_attempt(queue_id, recipient):
+                outcome = self._deliver(queue_id, recipient, sender, chunks, still_wanted)
+        except WireError as exc:
+            outcome = Outcome(EX_TEMPFAIL, f"4.3.0 message incomplete ({exc}); will retry")
+        except Abandoned as exc:
+            outcome = Outcome(EX_TEMPFAIL, f"4.3.0 abandoned ({exc}); will retry")
+        except SmtpError as exc:
+            log.warning("queue_id=%s reinjection error: %s", queue_id, exc)
+            outcome = Outcome(EX_TEMPFAIL, f"4.3.0 reinjection failed ({exc.code}); will retry")
+        except OSError as exc:
+            log.warning("queue_id=%s reinjection unreachable: %s", queue_id, exc)
+            outcome = Outcome(EX_TEMPFAIL, "4.3.0 reinjection listener unreachable; will retry")
+        except Exception:
+            log.exception("queue_id=%s internal error", queue_id)
+            outcome = Outcome(EX_TEMPFAIL, "4.3.0 internal error in tmail; will retry")
+        log.info("queue_id=%s to=<%s> from=<%s> status=%s %s", queue_id, recipient, sender,
+                 outcome.status, outcome.text)
+        return outcome
+
+    def _one_attempt(self, queue_id: str, recipient: str) -> "_Attempt":
+        """One attempt per (queue id, recipient) at a time: Postfix retrying
+        while an earlier attempt still runs waits for it, then finds it done."""
+        return _Attempt(self, (queue_id, recipient.casefold()))
+
+    # -- the decision ------------------------------------------------------------
+    def _deliver(self, queue_id, recipient, sender, chunks, still_wanted) -> Outcome:
+        header, body = _split_header(chunks)
+        digest = header_digest(header)
+        key = stored_key(envelope_key(recipient))
+        now = self.service.clock()
+        with self.service.read() as store:
+            receipt = store.receipt(queue_id, key)
+            if receipt is not None and receipt.forwarded_at is not None:
+                if receipt.digest == digest:
+                    _drain(body)
+                    return Outcome(EX_OK, "2.0.0 already forwarded (duplicate delivery attempt)")
+                receipt = None    # an earlier message with this (reused) queue id
+            verdict = resolve(_Lookup(store), self.policy, recipient, sender,
+                              receipt.created_at if receipt else now, routed=True)
+        if receipt is None:
+            verdict = self.service.reserve(verdict, now)   # counted now, unless refused
+            receipt = Receipt(key, verdict_name(verdict) or "", counted=counts(verdict))
+            if not receipt.verdict:
+                _drain(body)
+                log.warning("queue_id=%s to=<%s> from=<%s> not forwarded: %s (%s); no RCPT-time "
+                            "verdict for it, so it is discarded, not bounced", queue_id, recipient,
+                            sender, verdict.kind.value, verdict.reason)
+                return Outcome(EX_OK, f"2.0.0 discarded: {verdict.kind.value}")
+        if receipt.verdict == DROP:
+            _drain(body)
+            return Outcome(EX_OK, "2.0.0 discarded: alias expired (drop mode)")
+        if receipt.verdict == Kind.SRS_BOUNCE.value:
+            if verdict.kind is not Kind.SRS_BOUNCE:     # the SRS secret was changed since
+                _drain(body)
+                log.warning("queue_id=%s to=<%s> bounce not relayed: %s", queue_id, recipient,
+                            verdict.reason)
+                return Outcome(EX_OK, "2.0.0 discarded: bounce address no longer valid")
+            return self._relay_bounce(queue_id, recipient, verdict.destinations[0], header, body,
+                                      receipt, digest, still_wanted)
+        if verdict.kind is Kind.ROLE:
+            destinations = verdict.destinations
+        elif verdict.alias is not None:
+            destinations = verdict.alias.destinations   # disabled or expired since: still forwarded
+        else:
+            _drain(body)
+            log.warning("queue_id=%s to=<%s> accepted, but the alias was removed before "
+                        "delivery: discarded", queue_id, recipient)
+            return Outcome(EX_OK, "2.0.0 discarded: alias removed")
+        return self._forward(queue_id, recipient, sender, destinations, verdict.alias, header, body,
+                             receipt, digest, still_wanted)
+
+    # -- forwarding ----------------------------------------------------------------
+    def _forward(self, queue_id, recipient, sender_text, destinations, alias: AliasRecord | None,
+                 header, body, receipt: Receipt, digest, still_wanted) -> Outcome:
+        loop = self._loop(header, recipient)
+        if loop:
+            _drain(body)
+            log.warning("queue_id=%s to=<%s> from=<%s> discarded: %s", queue_id, recipient,
+                        sender_text, loop)
+            return Outcome(EX_OK, f"2.0.0 discarded: {loop}")
+        header = hdr.make_field("Delivered-To", parse_envelope(recipient).smtp) + header
+        if self.deliverability is not None:
+            prepared = self.deliverability.prepare_forward(
+                header, body, alias_address=alias.address if alias else recipient,
+                from_rewrite=(alias and (alias.from_rewrite or alias.domain_from_rewrite))
+                or FROM_REWRITE_DEFAULT,
+                sign_domains=(parse_envelope(recipient).domain,
+                              self.policy.srs.domain if self.policy.srs else ""),
+                spf=_spf(receipt, sender_text))
+            header, body = prepared.header, prepared.body
+            log.info("queue_id=%s to=<%s> %s", queue_id, recipient, prepared.notes)
+        envelope_sender = self._srs(sender_text)
+        utf8 = receipt.smtputf8 or not envelope_sender.isascii() \
+            or not all(d.isascii() for d in destinations)
+        reply = self._send(envelope_sender, list(destinations), utf8, _chain([header], body),
+                           still_wanted)
+        self._done(queue_id, recipient, receipt, digest, alias.id if alias else None,
+                   forwarded=True)
+        return Outcome(EX_OK, f"2.0.0 forwarded ({reply})")
+
+    def _loop(self, header: bytes, recipient: str) -> str | None:
+        """A loop the milter could not refuse (no RCPT-time check ran)."""
+        fields = hdr.split_fields(header)
+        received = sum(1 for f in fields if hdr.name_of(f) == "received")
+        if received > self.service.max_received:
+            return f"mail forwarding loop ({received} Received fields)"
+        mine = envelope_key(recipient)
+        for field in fields:
+            if hdr.name_of(field) == "delivered-to":
+                try:
+                    if envelope_key(hdr.value_of(field)) == mine:
+                        return f"mail forwarding loop (Delivered-To: {recipient})"
+                except AddressError:
+                    continue
+        return None
+
+    def _srs(self, sender_text: str) -> str:
+        """The envelope sender of the forwarded copy (the null sender stays)."""
+        try:
+            sender = parse_sender(sender_text)
+        except AddressError:
+            # Postfix queued it, so Postfix accepted it; it cannot be
+            # rewritten, but the message is not lost for that.
+            log.warning("sender <%s> cannot be rewritten: forwarded with the null sender",
+                        sender_text)
+            return ""
+        if sender is None:
+            return ""
+        if self.policy.srs is None:
+            raise RuntimeError("no SRS domain configured")
+        local, _, domain = self.policy.srs.forward(sender.local, sender.domain).rpartition("@")
+        return smtp_path(local, domain)
+
+    # -- bounces -----------------------------------------------------------------------
+    def _relay_bounce(self, queue_id, recipient, original, header, body, receipt, digest,
+                      still_wanted) -> Outcome:
+        raw = _read_capped(_chain([header], body), MAX_BOUNCE_BYTES)
+        with self.service.read() as store:
+            domains = set(store.domain_names())
+        report = dsn.parse_report(raw, lambda a: _domain_of(a) in domains)
+        if report is None:
+            log.info("queue_id=%s to=<%s> not a delivery status notification (an auto-reply?): "
+                     "dropped, not passed on", queue_id, recipient)
+            self._done(queue_id, recipient, receipt, digest, None, forwarded=False)
+            return Outcome(EX_OK, "2.0.0 dropped: not a delivery status notification")
+        assert self.policy.srs is not None
+        notice = dsn.build_notice(report, to=original, reporting_domain=self.policy.srs.domain,
+                                  now=self.service.clock())
+        if self.deliverability is not None:
+            notice = self.deliverability.sign_message(notice, self.policy.srs.domain)
+        reply = self._send("", [original], not original.isascii(), [notice], still_wanted)
+        self._done(queue_id, recipient, receipt, digest, None, forwarded=False)
+        return Outcome(EX_OK, f"2.0.0 bounce relayed ({reply})")
+
+    # -- sending and recording --------------------------------------------------------
+    def _send(self, sender: str, recipients: list[str], utf8: bool, chunks, still_wanted) -> str:
+        if not still_wanted():
+            raise Abandoned("the delivery agent stopped waiting")
+        client = SmtpClient(*self.reinject, timeout=self.reinject_timeout, helo=self.helo)
+        try:
+            client.envelope(sender, recipients, utf8)
+            return client.send_message(chunks, before_end=still_wanted)
+        finally:
+            client.close()
+
+    def _done(self, queue_id, recipient, receipt: Receipt, digest: str, alias_id: int | None,
+              forwarded: bool) -> None:
+        """Record the delivery; after a 250 the answer is success, whatever
+        happens here. A message counted at RCPT time is not counted twice."""
+        now = self.service.clock()
+
+        def record(store):
+            store.mark_forwarded(queue_id, receipt, digest, now)
+            if forwarded:
+                store.add_event(parse_envelope(recipient).domain, "forwarded", now)
+            if alias_id is not None:
+                store.touch_forwarded(alias_id, now, count=not receipt.counted)
+        try:
+            self.service.write(record)
+        except Exception:
+            log.exception("queue_id=%s done, but recording it failed (a retry could repeat it)",
+                          queue_id)
+
+
+class _Attempt:
+    """Holds the lock of one (queue id, recipient); the entry goes when the
+    last attempt that wanted it is done."""
+
+    def __init__(self, delivery: Delivery, key):
+        self.delivery, self.key = delivery, key
+
+    def __enter__(self):
+        with self.delivery._attempts_lock:
+            entry = self.delivery._attempts.setdefault(self.key, [threading.Lock(), 0])
+            entry[1] += 1
+        entry[0].acquire()
+        self.entry = entry
+
+    def __exit__(self, *exc):
+        self.entry[0].release()
+        with self.delivery._attempts_lock:
+            self.entry[1] -= 1
+            if self.entry[1] == 0:
+                del self.delivery._attempts[self.key]
+
+
+def _spf(receipt: Receipt, sender: str):
+    """The SPF result the milter found, for Authentication-Results."""
+    if receipt.spf is None:
+        return None
+    mailfrom = "" if sender in ("", "<>") or sender.upper() == "MAILER-DAEMON" else sender
+    return Spf(receipt.spf, mailfrom, receipt.helo)
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].strip(">").lower()
+
+
+def _chain(first, rest):
+    yield from first
+    yield from rest
+
+
+def _drain(chunks) -> None:
+    for _ in chunks:
+        pass
+
+
+def _read_capped(chunks, limit: int) -> bytes:
+    data = bytearray()
+    for chunk in chunks:
+        if len(data) < limit:
+            data += chunk[: limit - len(data)]
+    return bytes(data)
+
+
+def _split_header(chunks):
+    """Read the header block (bounded); return it and an iterator over the rest."""
+    chunks = iter(chunks)
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        end = buffer.find(b"\n\n")
+        if buffer.startswith(b"\n"):
+            end = 0
+        if end >= 0:
+            return bytes(buffer[:end + 1]), _chain([bytes(buffer[end + 1:])], chunks)
+        if len(buffer) > MAX_HEADER_BYTES:
+            break
+    return bytes(buffer), chunks
