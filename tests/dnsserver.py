@@ -25,6 +25,7 @@ class Zone:
     def __init__(self):
         self.records: dict[tuple[str, str], list[str]] = {}
         self.fail: set[str] = set()     # names answered with SERVFAIL
+        self.silent: set[str] = set()   # names never answered (a black hole)
         self.queries: list[tuple[str, str]] = []
 
     def add(self, name: str, rdtype: str, *values: str) -> None:
@@ -40,7 +41,7 @@ class Zone:
             if key[0] == name.lower().rstrip(".") and (rdtype is None or key[1] == rdtype.upper()):
                 del self.records[key]
 
-    def answer(self, wire: bytes) -> bytes:
+    def answer(self, wire: bytes) -> bytes | None:
         query = dns.message.from_wire(wire)
         response = dns.message.make_response(query)
         response.flags |= dns.flags.AA
@@ -48,6 +49,8 @@ class Zone:
         name = question.name.to_text().rstrip(".").lower()
         rdtype = dns.rdatatype.to_text(question.rdtype)
         self.queries.append((name, rdtype))
+        if name in self.silent:
+            return None
         if name in self.fail:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif not any(key[0] == name for key in self.records):
@@ -63,7 +66,9 @@ class Zone:
 class _Udp(socketserver.BaseRequestHandler):
     def handle(self):
         data, sock = self.request
-        sock.sendto(self.server.zone.answer(data), self.client_address)
+        reply = self.server.zone.answer(data)
+        if reply is not None:
+            sock.sendto(reply, self.client_address)
 
 
 class _Tcp(socketserver.BaseRequestHandler):
@@ -79,7 +84,8 @@ class _Tcp(socketserver.BaseRequestHandler):
                 return
             data += chunk
         reply = self.server.zone.answer(data)
-        self.request.sendall(struct.pack("!H", len(reply)) + reply)
+        if reply is not None:
+            self.request.sendall(struct.pack("!H", len(reply)) + reply)
 
 
 class _UdpServer(socketserver.ThreadingMixIn, socketserver.UDPServer):

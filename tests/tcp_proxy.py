@@ -1,4 +1,6 @@
-"""A TCP proxy on loopback that a test can cut: 'the database is down'."""
+"""A TCP proxy on loopback that a test can cut ('the database is down') or
+pause ('the network swallows packets': connections stay open, nothing
+passes either way)."""
 from __future__ import annotations
 
 import socket
@@ -12,6 +14,15 @@ class Proxy:
         self.listener = None
         self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
+        self.flowing = threading.Event()
+        self.flowing.set()
+
+    def pause(self):
+        """Keep every connection open and pass nothing, new ones included."""
+        self.flowing.clear()
+
+    def resume(self):
+        self.flowing.set()
 
     def start(self):
         self.listener = socket.socket()
@@ -28,6 +39,7 @@ class Proxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            self.flowing.wait()
             try:
                 upstream = socket.create_connection(self.target)
             except OSError:
@@ -38,10 +50,10 @@ class Proxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src, dst):
+    def _pipe(self, src, dst):
         try:
             while data := src.recv(65536):
+                self.flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

@@ -6,13 +6,17 @@ import os
 import pwd
 import shutil
 import signal
+import smtplib
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 
 from dnsserver import DnsServer, Zone
+
+from tmail.config import render
 
 VENV_BIN = os.path.dirname(sys.executable)
 TMAIL = os.path.join(VENV_BIN, "tmail")
@@ -50,7 +54,7 @@ def connects(path: str) -> bool:
 
 
 class Instance:
-    def __init__(self, sink_port: int, db_url: str | None = None):
+    def __init__(self, sink_port: int, db_url: str | None = None, config: dict | None = None):
         self.tmail_user = pwd.getpwnam("tmail")  # created by install.sh --deps-only
         self.base = tempfile.mkdtemp(prefix="tmail-e2e-", dir="/var/tmp")
         os.chmod(self.base, 0o755)
@@ -67,6 +71,7 @@ class Instance:
         self.config = f"{self.home}/tmail.toml"
         self.db_url = db_url or f"sqlite:///{self.home}/tmail.db"
         self.key_directory = f"{self.home}/dkim"
+        self.extra_config = config or {}   # {section: {key: value}} for tmail.toml
         # tmail's resolver asks a DNS server on loopback that the test fills
         self.zone = Zone()
         self.dns = DnsServer(self.zone)
@@ -85,19 +90,25 @@ class Instance:
         os.makedirs(f"{self.base}/data")
         os.makedirs(self.queue)
         shutil.chown(f"{self.base}/data", "postfix")
-        for path in (self.home, self.run_dir, self.maps, f"{self.queue}/tmail"):
+        for path in (self.home, self.run_dir, self.maps):
             os.makedirs(path, mode=0o750, exist_ok=True)
             shutil.chown(path, "tmail", "tmail")
+        # The milter and guard sockets' directory, as install.sh makes it:
+        # setgid tmail-postfix, the one group the postfix user shares with it.
+        os.makedirs(f"{self.queue}/tmail")
+        shutil.chown(f"{self.queue}/tmail", "tmail", "tmail-postfix")
+        os.chmod(f"{self.queue}/tmail", 0o2750)
         self.postconf(
             f"queue_directory={self.queue}", f"data_directory={self.base}/data",
-            "inet_interfaces=127.0.0.1", "inet_protocols=ipv4", "mynetworks=127.0.0.0/8",
+            "inet_interfaces=127.0.0.1", "inet_protocols=ipv4", "mynetworks=127.0.0.1/32",
             "myhostname=mx.fwd.test", "mydomain=fwd.test", "myorigin=$myhostname",
             "mydestination=mx.fwd.test", "local_recipient_maps=", "alias_maps=", "alias_database=",
             f"relayhost=[127.0.0.1]:{self.sink_port}", "smtp_dns_support_level=disabled",
             "smtp_tls_security_level=none", "smtpd_tls_security_level=none",
             f"maillog_file={self.base}/maillog", "smtputf8_enable=yes",
             "message_size_limit=30000000", "compatibility_level=3.6",
-            "setgid_group=postdrop", "mail_owner=postfix", "queue_run_delay=1s", "minimal_backoff_time=1s", "maximal_backoff_time=2s",
+            "setgid_group=postdrop", "mail_owner=postfix", "queue_run_delay=1s",
+            "minimal_backoff_time=1s", "maximal_backoff_time=2s",
             "smtpd_relay_restrictions=permit_mynetworks,reject_unauth_destination",
             "relay_domains=", "smtp_connection_cache_on_demand=no",
             "default_destination_concurrency_limit=50", "header_size_limit=1024000",
@@ -110,8 +121,9 @@ class Instance:
         secret = f"{self.home}/srs.secret"
         self.tmail("init", "--srs-domain", SRS_DOMAIN, "--admin", "admin@real.test",
                    "--database-url", self.db_url, "--secret-file", secret)
-        with open(self.config, "a") as handle:
-            handle.write(
+        # Merged, not appended: init writes the paths it chose (a [dkim]
+        # table among them) and TOML refuses a table declared twice.
+        extra = tomllib.loads(
                 f'\n[daemon]\npostfix_queue_directory = "{self.queue}"\n'
                 f'deliver_socket = "{self.run_dir}/deliver.sock"\n'
                 f'reinject_port = {self.reinject_port}\nlog_level = "debug"\n'
@@ -120,6 +132,12 @@ class Instance:
                 f'\n[postfix]\nconfig_directory = "{self.conf}"\nmap_directory = "{self.maps}"\n'
                 f'deliver_command = "{DELIVER}"\n'
                 f'reinject_listener = "127.0.0.1:{self.reinject_port}"\n')
+        with open(self.config, "rb") as handle:
+            values = tomllib.load(handle)
+        for section, items in [*extra.items(), *self.extra_config.items()]:
+            values.setdefault(section, {}).update(items)
+        with open(self.config, "w") as handle:
+            handle.write(render(values))
         self.tmail("domain", "add", "d.test")
         subprocess.run(["postfix", "-c", self.conf, "start"], check=True, capture_output=True)
         self.tmail("postfix", "install", as_root=True)
@@ -131,6 +149,13 @@ class Instance:
 
     def reload(self):
         subprocess.run(["postfix", "-c", self.conf, "reload"], check=True, capture_output=True)
+
+    def client(self, outside: bool = True, timeout: float = 30) -> smtplib.SMTP:
+        """An SMTP client of this instance. `outside`: from 127.0.0.2, which
+        is neither in mynetworks nor an address Postfix listens on, so it is
+        treated as the internet is (no relaying, no header rewriting)."""
+        source = ("127.0.0.2", 0) if outside else None
+        return smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=timeout, source_address=source)
 
     def smtp_ready(self) -> bool:
         try:

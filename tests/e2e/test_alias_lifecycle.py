@@ -7,10 +7,10 @@ import time
 
 import pytest
 import sqlalchemy as sa
-
 from conftest_db import MARIA_ADMIN, PG_ADMIN
-from harness import Instance, smtp_reply
+from harness import Instance, smtp_reply, wait_until
 from sink import Sink
+
 from tmail.core import replies
 
 
@@ -101,6 +101,50 @@ def any_db(request, mx, sink):
             conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE" if request.param == "postgresql"
                                  else f"DROP DATABASE {name}")
         admin.dispose()
+
+
+def test_fifty_parallel_sessions_no_tempfail_and_exact_counts(any_db):
+    """Fifty sessions at once, each to an unlimited alias, an alias allowed
+    25 and an unknown address: not one 451 (SQLite included), exactly 25
+    accepted for the limited alias, every count exact."""
+    mx, sink = any_db
+    tag = secrets.token_hex(3)
+    free, limited = f"free{tag}", f"lim{tag}"
+    mx.tmail("alias", "add", free, "--domain", "d.test", "--to", f"{free}@real.test")
+    mx.tmail("alias", "add", limited, "--domain", "d.test", "--to", f"{limited}@real.test",
+             "--max-messages", "25")
+    start = threading.Barrier(50)
+    codes: list[tuple[str, int]] = []
+
+    def session(i):
+        with mx.client(timeout=60) as client:
+            client.ehlo()
+            start.wait()
+            client.mail("alice@orig.test")
+            accepted = []
+            for rcpt in (free, limited, f"nobody{tag}"):
+                code = client.rcpt(f"{rcpt}@d.test")[0]
+                codes.append((rcpt, code))
+                accepted += [rcpt] if code == 250 else []
+            code = client.data(message(f"{tag}-{i}"))[0]
+            codes.extend((rcpt, code) for rcpt in accepted)   # end of DATA: 250 for each, or not
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not [c for c in codes if c[1] // 100 == 4], codes
+    assert codes.count((limited, 250)) == 25 * 2 and codes.count((free, 250)) == 50 * 2
+    sink.wait_for(lambda m: len(sink.to(f"{free}@real.test")) >= 50, timeout=120)
+    sink.wait_for(lambda m: len(sink.to(f"{limited}@real.test")) >= 25, timeout=60)
+
+    def shown(local):
+        return json.loads(mx.tmail("alias", "show", f"{local}@d.test", "--json").stdout)["alias"]
+    wait_until(lambda: shown(limited)["refused"] == 25, what="refusals counted")
+    assert (shown(free)["forwarded"], shown(limited)["forwarded"]) == (50, 25)
+    assert len(sink.to(f"{free}@real.test")) == 50 and len(sink.to(f"{limited}@real.test")) == 25
+    assert "could not" not in mx.tmail_log() and "recording it failed" not in mx.tmail_log()
 
 
 def test_twenty_at_once_to_an_alias_allowed_five(any_db):

@@ -7,8 +7,8 @@ import smtplib
 
 import dkim
 import pytest
-
 from harness import SRS_DOMAIN
+
 from tmail.keys import generate_private, public_record
 from tmail.resolver import Resolver
 
@@ -148,7 +148,7 @@ def test_always_mode_rewrites_even_signed_mail(dmx, sink):
     send(dmx, "always@d.test", signed(message(b"alice@sender.test", b"always")), "alice@sender.test")
     data = received(sink, "always@real.test")
     assert header_value(data, b"From") == b'"alice@sender.test" <always@d.test>'
-    assert header_value(data, b"Reply-To") == b"alice@sender.test"
+    assert header_value(data, b"Reply-To") == b"<alice@sender.test>"
 
 
 def test_forged_authentication_results_are_removed(dmx, sink):
@@ -158,6 +158,70 @@ def test_forged_authentication_results_are_removed(dmx, sink):
     results = header_value(data, b"Authentication-Results")
     assert b"spf=none" in results and b"x@sender.test" not in results
     assert b"spf=pass smtp.mailfrom=x@sender.test" not in data
+
+
+@pytest.mark.parametrize("forged", [
+    b"Authentication-Results: (a(b)c) mx.fwd.test; dkim=pass header.d=plain.test\r\n",
+    b"Authentication-Results: \"mx.fwd.test\"; dkim=pass header.d=plain.test\r\n",
+    b"Authentication-Results: MX.FWD.TEST (x);\r\n dkim=pass header.d=plain.test\r\n",
+    b"Authentication-Results: mx.fwd.test 1; dkim=pass header.d=plain.test\r\n",
+], ids=["nested comment", "quoted", "capitals, folded", "version"])
+def test_no_form_of_a_forged_result_reaches_the_seal(dmx, sink, forged):
+    send(dmx, "never@d.test", forged + message(b"bob@nowhere.test", b"forged forms"), "bob@nowhere.test")
+    data = received(sink, "never@real.test")
+    assert b"plain.test" not in data, data[:2000]
+
+
+def test_forwarded_exactly_as_it_arrived(dmx, sink):
+    """A message from the internet without Date or Message-ID, with bare
+    local names in To and Cc: neither Postfix nor tmail adds or qualifies
+    anything on the way, and tmail's own signature covers what leaves."""
+    original = (b"From: lax@lax.test\r\nTo: someone\r\nCc: other\r\nSubject: bare\r\n"
+                b"\r\nas it came\r\n")
+    with dmx.client(outside=True) as client:
+        client.sendmail("lax@lax.test", ["never@d.test"], original)
+    data = received(sink, "never@real.test")
+    assert data.endswith(original)
+    above = data[:-len(original)]
+    assert b"\r\nMessage-I" not in b"\r\n" + above and b"\r\nDate:" not in b"\r\n" + above
+    assert (b"d.test/rsa-sha256", True) in signatures(data, txt_lookup(dmx))
+    assert dkim.arc_verify(data, dnsfunc=txt_lookup(dmx))[0] == dkim.CV_Pass
+
+
+def test_the_other_recipients_copy_is_not_touched(dmx, sink):
+    """The SPF result reaches tmail's delivery without a field in the shared
+    message: a recipient at another domain gets the message as it was sent."""
+    original = message(b"alice@sender.test", b"shared message")
+    with dmx.client(outside=False) as client:
+        client.sendmail("alice@sender.test", ["never@d.test", "bob@elsewhere.test"], original)
+    [other] = sink.wait_for(lambda m: m.rcpts == ["bob@elsewhere.test"])
+    assert other.data.endswith(original)
+    assert b"Authentication-Results" not in other.data and b"mx.fwd.test;" not in other.data
+    assert b"spf=pass" in header_value(received(sink, "never@real.test"), b"Authentication-Results")
+
+
+def test_a_from_field_with_a_comma_in_a_comment_is_read_right(dmx, sink):
+    """Python's getaddresses (Debian 12) reads this From as empty; DMARC then
+    ran on no domain and From was not rewritten for a p=reject sender."""
+    plain = message(b"Alice (Sales, EMEA) <alice@sender.test>", b"comment with comma")
+    send(dmx, "dk@d.test", plain, "alice@sender.test")
+    data = received(sink, "dk@real.test")
+    assert b"dmarc=pass (p=reject) header.from=sender.test" in header_value(data, b"Authentication-Results")
+    assert header_value(data, b"From") == b'"Alice (alice@sender.test)" <dk@d.test>'   # no DKIM survives
+
+
+def test_six_hundred_signatures_cost_ten_verifications(dmx, sink):
+    """One crafted message must not cost minutes of CPU: only the first ten
+    signatures are verified (each with its own l=, its own body hash)."""
+    fake = b"".join(b"DKIM-Signature: v=1; a=rsa-sha256; d=sender.test; s=sel; c=relaxed/relaxed;"
+                    b" l=%d; h=from; bh=AAAA; b=AAAA\r\n" % i for i in range(600))
+    body = b"x" * 76 + b"\r\n"
+    send(dmx, "never@d.test", fake + message(b"bob@nowhere.test", b"many signatures", body * 27000),
+         "bob@nowhere.test")
+    data = received(sink, "never@real.test")
+    results = header_value(data, b"Authentication-Results")
+    assert results.count(b"dkim=fail") + results.count(b"dkim=permerror") == 10, results[:600]
+    assert b"dkim=policy" in results and b"590 more" in results
 
 
 def doctor(mx, *args):

@@ -1,15 +1,15 @@
 """Faults: the database stopped, the daemon killed. Nothing is lost, nothing
 is delivered twice, and mail that is not tmail's keeps flowing."""
 import secrets
-import smtplib
+import time
 
 import pytest
 import sqlalchemy as sa
-
 from conftest_db import PG_ADMIN
 from harness import Instance, smtp_reply, wait_until
 from sink import Sink
 from tcp_proxy import Proxy
+
 from tmail.core import replies
 
 
@@ -29,10 +29,17 @@ def faulty(pg_proxy):
     sink = Sink()
     url = (f"postgresql+psycopg://postgres@127.0.0.1:{pg_proxy.port}/test"
            f"?options=-csearch_path%3D{schema}&connect_timeout=3")
-    mx = Instance(sink.port, db_url=url)
+    # A short verdict deadline keeps the test quick; Postfix's milter
+    # command_timeout (20 s) is what it must stay well under.
+    mx = Instance(sink.port, db_url=url, config={"daemon": {"verdict_timeout_s": 4},
+                                                "database": {"timeout_s": 2}})
     try:
         mx.setup()
         mx.tmail("alias", "add", "shop", "--domain", "d.test", "--to", "me@real.test")
+        mx.tmail("alias", "add", "limited", "--domain", "d.test", "--to", "me@real.test",
+                 "--max-messages", "100")
+        mx.tmail("alias", "add", "off", "--domain", "d.test", "--to", "me@real.test")
+        mx.tmail("alias", "disable", "off@d.test")
         yield mx, sink
     finally:
         mx.teardown()
@@ -42,15 +49,17 @@ def faulty(pg_proxy):
         admin.dispose()
 
 
-def send(mx, rcpt, subject):
+def send(mx, rcpt, subject, outside=None):
     body = (f"From: alice@orig.test\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
             f"Message-ID: <{subject}@orig.test>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\nhi\r\n")
-    with smtplib.SMTP("127.0.0.1", mx.smtp_port, timeout=30) as client:
+    # mail to other domains comes from inside (mynetworks): outsiders may not relay
+    outside = rcpt.endswith("@d.test") if outside is None else outside
+    with mx.client(outside=outside) as client:
         return client.sendmail("alice@orig.test", [rcpt], body.encode())
 
 
 def rcpt_reply(mx, rcpt):
-    with smtplib.SMTP("127.0.0.1", mx.smtp_port, timeout=30) as client:
+    with mx.client() as client:
         client.ehlo()
         client.mail("alice@orig.test")
         return client.rcpt(rcpt)
@@ -112,3 +121,73 @@ def test_daemon_killed_defers_tmail_mail_and_other_mail_flows(faulty):
     survive(mx, sink, "queued-before-kill", mx.kill_daemon, mx.start_daemon, while_down)
     assert "tmail daemon unavailable" in mx.maillog()
     assert rcpt_reply(mx, "shop@d.test")[0] == 250
+
+
+def timed_rcpt(client, rcpt):
+    started = time.monotonic()
+    reply = client.rcpt(rcpt)
+    return reply, time.monotonic() - started
+
+
+def test_a_held_lock_is_a_451_in_time_and_the_session_stays_checked(faulty):
+    """A row lock in PostgreSQL on the alias: the RCPT that must count a
+    message waits for it. The milter answers 451 by its deadline, before
+    Postfix's command_timeout would switch it off for the session (and
+    accept a disabled alias after it)."""
+    mx, sink = faulty
+    locker = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    schema = mx.db_url.split("search_path%3D")[1].split("&")[0]
+    with locker.connect() as conn:
+        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql(f"SELECT * FROM {schema}.aliases WHERE local = 'limited' FOR UPDATE")
+        with mx.client() as client:
+            client.ehlo()
+            client.mail("alice@orig.test")
+            reply, took = timed_rcpt(client, "limited@d.test")
+            assert reply == smtp_reply(replies.TEMPFAIL) and took < 10, (reply, took)
+            assert client.rcpt("off@d.test") == smtp_reply(replies.DISABLED)
+            assert client.rcpt("nobody@d.test") == smtp_reply(replies.UNKNOWN_ALIAS)
+        conn.exec_driver_sql("ROLLBACK")
+    locker.dispose()
+    assert rcpt_reply(mx, "limited@d.test")[0] == 250
+
+
+def test_a_database_that_swallows_packets_is_a_451_in_time(faulty, pg_proxy):
+    """The network to the database stops passing anything, connections
+    stay open: every verdict is a 451 within the deadline, other mail flows,
+    and once the network is back tmail answers again on its own."""
+    mx, sink = faulty
+    pg_proxy.pause()
+    try:
+        with mx.client() as client:
+            client.ehlo()
+            client.mail("alice@orig.test")
+            for rcpt in ("shop@d.test", "off@d.test", "limited@d.test"):
+                reply, took = timed_rcpt(client, rcpt)
+                assert reply == smtp_reply(replies.TEMPFAIL) and took < 10, (rcpt, reply, took)
+        send(mx, "bob@elsewhere.test", "while-swallowed-other-mail", outside=False)
+        sink.wait_for(lambda m: b"while-swallowed-other-mail" in m.data)
+    finally:
+        pg_proxy.resume()
+    wait_until(lambda: rcpt_reply(mx, "shop@d.test")[0] == 250, timeout=30,
+               what="verdicts once the network is back")
+    assert rcpt_reply(mx, "off@d.test") == smtp_reply(replies.DISABLED)
+
+
+def test_a_long_database_outage_leaves_other_mail_alone(faulty, pg_proxy):
+    """Whether a recipient is tmail's is Postfix's answer (its transport
+    table), not the database's: minutes into an outage, mail for other
+    domains is accepted at once while tmail's recipients get 451."""
+    mx, sink = faulty
+    pg_proxy.stop()
+    try:
+        time.sleep(7)     # past any cache of what the database said
+        with mx.client(outside=False) as client:
+            client.ehlo()
+            client.mail("alice@orig.test")
+            reply, took = timed_rcpt(client, "bob@elsewhere.test")
+            assert reply[0] == 250 and took < 1, (reply, took)
+            assert client.rcpt("shop@d.test")[0] == 451
+    finally:
+        pg_proxy.start()
+    wait_until(lambda: rcpt_reply(mx, "shop@d.test")[0] == 250, timeout=30, what="recovery")

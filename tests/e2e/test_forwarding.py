@@ -1,20 +1,24 @@
 """End to end through a real Postfix: SMTP in, tmail, SMTP out to a sink."""
 import smtplib
 import subprocess
+import time
 
 import pytest
+from harness import SRS_DOMAIN, wait_until
+from harness import smtp_reply as as_smtplib
 
-from harness import SRS_DOMAIN, smtp_reply as as_smtplib, wait_until
 from tmail.core import replies
 
 
 def send(mx, rcpts, body=b"Subject: hi\r\n\r\nhello\r\n", sender="alice@orig.test", **kw):
-    with smtplib.SMTP("127.0.0.1", mx.smtp_port, timeout=30) as client:
+    """From the internet, unless a recipient is elsewhere (relaying needs mynetworks)."""
+    outside = all(r.endswith(("@d.test", "@" + SRS_DOMAIN)) for r in rcpts)
+    with mx.client(outside=outside) as client:
         return client.sendmail(sender, rcpts, body, **kw)
 
 
 def rcpt_reply(mx, rcpt, sender="alice@orig.test"):
-    with smtplib.SMTP("127.0.0.1", mx.smtp_port, timeout=30) as client:
+    with mx.client() as client:
         client.ehlo()
         client.mail(sender)
         return client.rcpt(rcpt)
@@ -119,12 +123,27 @@ def test_bounce_is_relayed_to_the_original_sender_without_the_destination(mx, si
     assert b"multipart/report" in dsn.data
 
 
-def test_loop_is_stopped_by_received_header_limit(aliases, sink):
-    hops = b"".join(b"Received: from hop%d.test by hop%d.test; " % (i, i) + DATE for i in range(31))
-    send(aliases, ["shop@d.test"], hops + message(b"looping"))
-    [bounce] = sink.wait_for(lambda m: m.rcpts == ["alice@orig.test"] and b"looping" in m.data,
-                             what="loop bounce")
-    assert b"5.4.6" in bounce.data and not sink.to("me@real.test")
+@pytest.mark.parametrize("extra", [
+    b"".join(b"Received: from hop%d.test by hop%d.test; " % (i, i) + DATE for i in range(30)),
+    b"Delivered-To: shop@d.test\r\n",
+    b"Delivered-To: SHOP@D.TEST\r\n",
+], ids=["30 Received", "Delivered-To", "Delivered-To in capitals"])
+def test_a_loop_is_refused_in_the_smtp_session_never_bounced(aliases, sink, extra):
+    """A loop (too many hops, or a Delivered-To naming the alias, which a
+    sender can forge) is refused at the end of DATA: the client learns it,
+    and nothing goes back to the (forgeable) envelope sender later."""
+    with aliases.client() as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("victim@orig.test", ["shop@d.test"], extra + message(b"looping"))
+    assert (refused.value.smtp_code, refused.value.smtp_error) == as_smtplib(replies.LOOP)
+    time.sleep(2)
+    assert not sink.to("victim@orig.test") and not [m for m in sink.messages if b"looping" in m.data]
+
+
+def test_twenty_nine_hops_are_forwarded(aliases, sink):
+    hops = b"".join(b"Received: from hop%d.test by hop%d.test; " % (i, i) + DATE for i in range(29))
+    send(aliases, ["shop@d.test"], hops + message(b"many hops"))
+    sink.wait_for(lambda m: b"many hops" in m.data)
 
 
 def test_eight_bit_and_smtputf8(aliases, sink):
@@ -142,6 +161,16 @@ def test_eight_bit_and_smtputf8(aliases, sink):
     assert msg.rcpts == ["jürgen@real.test"] and "SMTPUTF8" in msg.params
     assert msg.mail_from.endswith("=orig.test=jörg@" + SRS_DOMAIN)
     assert msg.data.endswith(utf8)
+
+
+def test_eight_bit_header_fields_do_not_ask_for_smtputf8(aliases, sink):
+    """A raw Latin-1 Subject (no SMTPUTF8 in the original transaction) is
+    forwarded as Postfix would relay it: without SMTPUTF8, which a
+    destination that does not offer it would refuse (5.6.7)."""
+    body = message(b"latin-1 caf\xe9")
+    send(aliases, ["shop@d.test"], body, mail_options=["BODY=8BITMIME"])
+    [msg] = sink.wait_for(lambda m: b"latin-1 caf\xe9" in m.data)
+    assert "SMTPUTF8" not in msg.params and msg.data.endswith(body)
 
 
 def test_twenty_megabyte_message(aliases, sink):
@@ -171,3 +200,31 @@ def test_a_retried_delivery_is_not_forwarded_twice(aliases, sink):
 def aliases_cmd(mx):
     from harness import DELIVER
     return DELIVER
+
+
+def test_control_characters_from_clients_are_escaped_in_the_log(aliases):
+    """A sender with an ESC and a CR byte in it: refused for tmail's
+    recipients, and logged with the bytes escaped (no terminal escape
+    sequence, no forged line)."""
+    with aliases.client() as client:
+        client.ehlo()
+        client.send(b'MAIL FROM:<"evil\x1b[2J\rFAKE"@orig.test>\r\n')   # Postfix takes it quoted
+        mail_code = client.getreply()[0]
+        code = client.rcpt("shop@d.test")[0] if mail_code == 250 else mail_code
+    assert code == 501
+    log = aliases.tmail_log()
+    assert "\x1b" not in log and "\r" not in log
+    assert mail_code == 250     # Postfix lets it through; tmail refuses it, and logs it escaped
+    assert "evil\\x1b[2J\\rFAKE" in log
+
+
+def test_a_client_that_hangs_up_on_the_delivery_socket_leaves_no_traceback(aliases):
+    import socket
+    before = aliases.tmail_log().count("Traceback")
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.connect(f"{aliases.run_dir}/deliver.sock")
+    with socket.socket(socket.AF_UNIX) as probe:
+        probe.connect(f"{aliases.run_dir}/deliver.sock")
+        probe.sendall(b"TMAIL1 {\"queue_id\": \"4QHANG\"")
+    time.sleep(1)
+    assert aliases.tmail_log().count("Traceback") == before
