@@ -131,6 +131,7 @@ def test_accepts_active_recipients_and_leaves_other_transports_alone(service):
     ("", "SRS0=xxxx=AA=b.test=a@srs.d.test", replies.SRS_INVALID),
     ("a@b.test", "someone@routed-but-unknown.test", replies.UNKNOWN_ALIAS),
     ("a\x1b[2J@b.test", "shop@d.test", replies.BAD_SENDER),
+    ("a" * 990 + "@b.test", "shop@d.test", replies.SENDER_UNFORWARDABLE),
 ])
 def test_rejections_carry_the_named_reply(service, sender, recipient, reply):
     code, got = drive(service, sender, recipient)

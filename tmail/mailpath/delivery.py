@@ -104,8 +104,16 @@ class Delivery:
                     _drain(body)
                     return Outcome(EX_OK, "2.0.0 already forwarded (duplicate delivery attempt)")
                 receipt = None    # an earlier message with this (reused) queue id
-            verdict = resolve(_Lookup(store), self.policy, recipient, sender,
-                              receipt.created_at if receipt else now, routed=True)
+            try:
+                verdict = resolve(_Lookup(store), self.policy, recipient, sender,
+                                  receipt.created_at if receipt else now, routed=True)
+            except AddressError as exc:
+                # Only mail that passed no milter gets here (the milter refuses
+                # such addresses at RCPT): waiting would not make it readable.
+                _drain(body)
+                log.warning("queue_id=%s to=<%s> from=<%s> discarded: %s", queue_id, recipient,
+                            sender, exc)
+                return Outcome(EX_OK, "2.0.0 discarded: unreadable address")
         if receipt is None:
             verdict = self.service.reserve(verdict, now)   # counted now, unless refused
             receipt = Receipt(key, verdict_name(verdict) or "", counted=counts(verdict))

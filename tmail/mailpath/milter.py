@@ -34,7 +34,6 @@ from ..core.receipts import Receipt, stored_key, verdict_name
 from ..core.replies import BAD_RECIPIENT, BAD_SENDER, LOOP, SENDER_UNFORWARDABLE, TEMPFAIL, Reply, reply_for
 from ..core.resolve import delivered_address
 from ..core.srs import forwardable_sender
-from ..core.verdict import Kind
 from .service import counts
 
 log = logging.getLogger("tmail.milter")
@@ -111,6 +110,11 @@ class TmailMilter(Milter.Base):
             log.info("rcpt=<%s> from=<%s> verdict=malformed reason=sender: %s", raw,
                      self.sender, exc)
             return self._answer(BAD_SENDER, Milter.REJECT)
+        if not forwardable_sender(self.service.policy.srs, self.sender):
+            # accepted, it could never be sent on: it would wait in the queue until it expired
+            log.info("rcpt=<%s> from=<%s> verdict=refused reason=sender too long to forward",
+                     raw, self.sender)
+            return self._answer(SENDER_UNFORWARDABLE, Milter.REJECT)
         try:
             address = delivered_address(raw, resolved)
             verdict = self.service.ask(self.service.checked_verdict, address, self.sender,
@@ -124,17 +128,12 @@ class TmailMilter(Milter.Base):
                         self.sender, type(exc).__name__, exc)
             return self._answer(TEMPFAIL, Milter.TEMPFAIL)
         reply = reply_for(verdict)
-        if reply is None and verdict.kind in (Kind.FORWARD, Kind.ROLE) \
-                and not forwardable_sender(self.service.policy.srs, self.sender):
-            reply = SENDER_UNFORWARDABLE
         log.info("rcpt=<%s> from=<%s> verdict=%s reason=%s%s", address, self.sender,
                  verdict.kind.value, verdict.reason, " (drop)" if verdict.drop else "")
-        if counts(verdict):
-            self.reserved.append(verdict.alias.id)
-            if reply is not None:       # counted, but refused after all
-                self._release()
         if reply is not None:
             return self._answer(reply, Milter.REJECT)
+        if counts(verdict):
+            self.reserved.append(verdict.alias.id)
         self.receipts.append(Receipt(stored_key(envelope_key(address)), verdict_name(verdict),
                                      counted=counts(verdict), smtputf8=self.smtputf8))
         return Milter.CONTINUE
