@@ -202,6 +202,14 @@ def test_twenty_nine_received_fields_are_no_loop(service):
     assert end(ctx, [("Received", "x")] * 29 + [("Delivered-To", "other@d.test")]) == Milter.CONTINUE
 
 
+def test_a_recipient_named_twice_is_counted_once(service):
+    ctx = connected(service)
+    mail(ctx, "a@b.test")
+    for form in ("few@d.test", "FEW@d.test", "few@d.test."):
+        assert rcpt(ctx, form, resolved="few@d.test") == Milter.CONTINUE
+    assert end(ctx) == Milter.CONTINUE and forwarded_count(service, "few") == 1
+
+
 def test_a_count_is_given_back_when_the_message_is_aborted(service):
     ctx = connected(service)
     mail(ctx, "a@b.test")

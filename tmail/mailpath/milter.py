@@ -117,6 +117,11 @@ class TmailMilter(Milter.Base):
             return self._answer(SENDER_UNFORWARDABLE, Milter.REJECT)
         try:
             address = delivered_address(raw, resolved)
+            key = stored_key(envelope_key(address))
+            if any(r.recipient == key for r in self.receipts):
+                # Postfix delivers one copy a recipient however often it is
+                # named: counting it again would spend the alias's limit
+                return Milter.CONTINUE
             verdict = self.service.ask(self.service.checked_verdict, address, self.sender,
                                        undo=self._late_release)
         except AddressError as exc:
@@ -134,8 +139,8 @@ class TmailMilter(Milter.Base):
             return self._answer(reply, Milter.REJECT)
         if counts(verdict):
             self.reserved.append(verdict.alias.id)
-        self.receipts.append(Receipt(stored_key(envelope_key(address)), verdict_name(verdict),
-                                     counted=counts(verdict), smtputf8=self.smtputf8))
+        self.receipts.append(Receipt(key, verdict_name(verdict), counted=counts(verdict),
+                                     smtputf8=self.smtputf8))
         return Milter.CONTINUE
 
     @Milter.noreply
