@@ -35,6 +35,7 @@ log = logging.getLogger("tmail")
 
 DEFAULT_DEADLINE = 10.0     # seconds; Postfix's milter command_timeout is 20 s
 _RETRIES = 3
+MAX_PENDING_REFUSALS = 100_000
 
 
 class DeadlineExceeded(Exception):
@@ -75,7 +76,9 @@ class Service:
         # instead, in order, and SQLite's lock is then only contended by
         # the CLI.
         self._writer = threading.Lock() if engine.dialect.name == "sqlite" else None
-        self._refusals: queue.SimpleQueue = queue.SimpleQueue()
+        # Bounded: a flood of refused RCPTs faster than the database can
+        # count them costs counts, not memory.
+        self._refusals: queue.Queue = queue.Queue(maxsize=MAX_PENDING_REFUSALS)
         threading.Thread(target=self._record_refusals, name="tmail-stats", daemon=True).start()
 
     # -- running database work -------------------------------------------
@@ -178,7 +181,10 @@ class Service:
 
     # -- statistics, off the milter's path ---------------------------------
     def _refused(self, verdict: Verdict, domain: str, now: datetime) -> None:
-        self._refusals.put((domain, verdict.alias.id if verdict.alias else None, now))
+        try:
+            self._refusals.put_nowait((domain, verdict.alias.id if verdict.alias else None, now))
+        except queue.Full:
+            log.debug("refusal not counted: %d waiting to be written", MAX_PENDING_REFUSALS)
 
     def _record_refusals(self) -> None:
         """Refused RCPTs counted in batches by one thread: a stream of
