@@ -40,13 +40,28 @@ def test_install_adds_to_lists_and_is_idempotent(cfg):
     changes = wiring.install_changes(cfg, main, {})
     new_main, new_master = apply(main, {}, changes)
     assert wiring.split_list(new_main["smtpd_milters"])[1] == "inet:127.0.0.1:8891"
-    assert new_main["relay_domains"] == "other.test, hash:/etc/postfix/tmail/domains"
+    assert new_main["relay_domains"] == "other.test, regexp:/etc/postfix/tmail/domains.regexp"
     assert new_main["smtpd_recipient_restrictions"].startswith("check_recipient_access hash:")
     assert "permit_mynetworks, reject_unauth_destination" in new_main["smtpd_recipient_restrictions"]
     assert "default_action=accept" in new_main["smtpd_milters"]
     assert new_main["tmail_destination_recipient_limit"] == "1"
     assert "no_milters" in new_master["127.0.0.1:10026/inet"]
     assert wiring.install_changes(cfg, new_main, new_master) == []
+
+
+def test_install_replaces_the_hash_table_of_relay_domains_and_uninstall_takes_either(cfg):
+    """An earlier version listed tmail's domains as a hash: table, which
+    Postfix also matched for every subdomain (relayed past the milter)."""
+    old = {"relay_domains": "other.test, hash:/etc/postfix/tmail/domains"}
+    new_main, _ = apply(old, {}, wiring.install_changes(cfg, old, {}))
+    assert new_main["relay_domains"] == "other.test, regexp:/etc/postfix/tmail/domains.regexp"
+    restored, _ = apply(old, {}, wiring.uninstall_changes(cfg, old, {}))
+    assert restored["relay_domains"] == "other.test"
+
+
+def test_the_relay_domains_table_matches_exact_names_only():
+    table = wiring.map_files(["d.test", "xn--bcher-kva.test"], "srs.d.test")[wiring.DOMAINS_TABLE]
+    assert table == "/^d\\.test$/ OK\n/^srs\\.d\\.test$/ OK\n/^xn--bcher-kva\\.test$/ OK\n"
 
 
 def test_conflicting_setting_needs_force(cfg):
@@ -68,7 +83,7 @@ def test_uninstall_removes_only_what_install_added(cfg):
 def test_install_keeps_a_default_expression_and_uninstall_returns_to_it(cfg):
     main = dict(DEFAULTS)   # nothing explicit: what the adapter reads via postconf -d
     installed = apply(main, {}, wiring.install_changes(cfg, main, {}))
-    assert installed[0]["relay_domains"] == DEFAULTS["relay_domains"] + ", hash:/etc/postfix/tmail/domains"
+    assert installed[0]["relay_domains"] == DEFAULTS["relay_domains"] + ", regexp:/etc/postfix/tmail/domains.regexp"
     changes = wiring.uninstall_changes(cfg, *installed, DEFAULTS)
     assert {c.name for c in changes if c.kind == "main" and c.new is None} >= set(DEFAULTS)
     restored, master = apply(*installed, changes)
@@ -162,7 +177,7 @@ def test_install_then_uninstall_leaves_postfix_as_it_was(tmp_path, postfix_dir, 
     assert cli.json("postfix", "install", "--no-reload")["changed"] is True
     relay = _postconf(postfix_dir, "-n", "-h", "relay_domains").strip()
     if not explicit:   # the default expression, not what it expands to today
-        assert relay.startswith("${{$compatibility_level}") and relay.endswith(f"{tmp_path}/maps/domains")
+        assert relay.startswith("${{$compatibility_level}") and relay.endswith(f"{tmp_path}/maps/domains.regexp")
     assert cli.json("postfix", "install", "--no-reload")["changed"] is False
 
     dry = cli.json("postfix", "uninstall", "--dry-run", "--no-reload")

@@ -41,8 +41,29 @@ class Change:
 
 
 def maps(cfg) -> dict[str, str]:
+    """The tables tmail writes, as main.cf names them.
+
+    The relay domains are a regexp: table of anchored names, not a hash:
+    Postfix looks up the parent domains of a name in fixed-string tables
+    listed in relay_domains (parent_domain_matches_subdomains), so with a
+    hash: table `anyone@sub.d.example` was a relay domain nobody routed to
+    tmail: relayed past the milter to whatever DNS says."""
     directory = cfg["postfix"]["map_directory"]
-    return {name: f"hash:{directory}/{name}" for name in ("domains", "transport", "guard")}
+    return {"domains": f"regexp:{directory}/{DOMAINS_TABLE}",
+            "transport": f"hash:{directory}/transport", "guard": f"hash:{directory}/guard"}
+
+
+DOMAINS_TABLE = "domains.regexp"
+
+
+def legacy_items(cfg) -> dict[str, list[str]]:
+    """Items earlier versions added, taken out by install and uninstall."""
+    return {"relay_domains": [f"hash:{cfg['postfix']['map_directory']}/domains"]}
+
+
+def indexed(table: str) -> bool:
+    """Whether a table file is compiled with postmap (hash:), or read as is."""
+    return not table.endswith(".regexp")
 
 
 def _listener_key(cfg) -> str:
@@ -162,13 +183,14 @@ def install_changes(cfg, main: dict[str, str], master: dict[str, str],
     tmail's item is added to it, so a default that is an expression stays one.
     """
     changes: list[Change] = []
+    legacy = legacy_items(cfg)
     for name, (item, where) in list_items(cfg).items():
         current = main.get(name, "")
-        items = split_list(current)
-        if _find(items, item) >= 0:
-            continue
-        items = [item] + items if where == "first" else items + [item]
-        changes.append(Change("main", name, current or None, ", ".join(items)))
+        items = _without(split_list(current), legacy.get(name, []))
+        if _find(items, item) < 0:
+            items = [item] + items if where == "first" else items + [item]
+        if not _same_list(items, split_list(current)):
+            changes.append(Change("main", name, current or None, ", ".join(items)))
     conflicts = []
     for name, value in own_params(cfg).items():
         current = main.get(name)
@@ -190,6 +212,14 @@ def install_changes(cfg, main: dict[str, str], master: dict[str, str],
     return changes
 
 
+def _without(items: list[str], remove: list[str]) -> list[str]:
+    for item in remove:
+        start = _find(items, item)
+        if start >= 0:
+            items = items[:start] + items[start + len(split_list(item)):]
+    return items
+
+
 def _same_list(a: list[str], b: list[str]) -> bool:
     return [_norm(i) for i in a] == [_norm(i) for i in b]
 
@@ -204,13 +234,12 @@ def uninstall_changes(cfg, main: dict[str, str], master: dict[str, str],
     """
     defaults = defaults or {}
     changes = []
+    legacy = legacy_items(cfg)
     for name, (item, _where) in list_items(cfg).items():
         current = main.get(name, "")
-        items = split_list(current)
-        start = _find(items, item)
-        if start < 0:
+        kept = _without(split_list(current), [item, *legacy.get(name, [])])
+        if _same_list(kept, split_list(current)):
             continue
-        kept = items[:start] + items[start + len(split_list(item)):]
         back_to_default = _same_list(kept, split_list(defaults.get(name, "")))
         changes.append(Change("main", name, current, None if back_to_default else ", ".join(kept)))
     for name in own_params(cfg):
@@ -226,7 +255,8 @@ def map_files(domains: list[str], srs_domain: str) -> dict[str, str]:
     """The lookup tables: relay domains, the transport, the guard's classes."""
     names = sorted(set(domains) | ({srs_domain} if srs_domain else set()))
     return {
-        "domains": "".join(f"{d} OK\n" for d in names),
+        # the exact names only (see maps); domains are LDH A-labels: only dots need escaping
+        DOMAINS_TABLE: "".join(f"/^{d.replace('.', chr(92) + '.')}$/ OK\n" for d in names),
         "transport": "".join(f"{d} tmail:\n" for d in names),
         "guard": "".join(f"{d} tmail_guard\n" for d in names),
     }

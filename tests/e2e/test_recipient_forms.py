@@ -94,3 +94,14 @@ def test_mail_that_skips_the_milter_is_not_forwarded_for_a_refusing_alias(states
     log = states.tmail_log()
     for local in ("fm-off", "fm-old", "fm-unknown", "fm-used"):
         assert f"to=<{local}@d.test> from=<local@orig.test> not forwarded" in log
+
+
+@pytest.mark.parametrize("rcpt", ["anyone@sub.d.test", "fm-on@deep.sub.d.test", "x@y.srs.fwd.test"])
+def test_a_subdomain_of_a_tmail_domain_is_not_relayed(states, rcpt):
+    """tmail serves its domains, not their subdomains: Postfix must not
+    relay for them (nobody checks them) to whatever DNS says."""
+    with states.client() as client:
+        client.ehlo()
+        client.mail("spammer@spam.test")
+        code, text = client.rcpt(rcpt)
+    assert code == 554 and b"Relay access denied" in text, (code, text)

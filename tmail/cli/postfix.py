@@ -105,9 +105,10 @@ def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
     changed = []
     for name, content in wiring.map_files(domains, cfg["srs"]["domain"]).items():
         path = os.path.join(directory, name)
+        compiled = wiring.indexed(name)
         try:
             with open(path) as handle:
-                if handle.read() == content and os.path.exists(path + ".db"):
+                if handle.read() == content and (not compiled or os.path.exists(path + ".db")):
                     continue
         except FileNotFoundError:
             pass
@@ -115,8 +116,9 @@ def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
         tmp = f"{path}.tmp"
         with open(tmp, "w") as handle:
             handle.write(content)
-        postconf.postmap(tmp)
-        os.replace(tmp + ".db", path + ".db")
+        if compiled:
+            postconf.postmap(tmp)
+            os.replace(tmp + ".db", path + ".db")
         os.replace(tmp, path)
         changed.append(path)
     if changed and reload and not postconf.reload():

@@ -121,7 +121,7 @@ def check(app):
         path = os.path.join(directory, name)
         try:
             with open(path) as handle:
-                if handle.read() != content or not os.path.exists(path + ".db"):
+                if handle.read() != content or (wiring.indexed(name) and not os.path.exists(path + ".db")):
                     stale.append(name)
         except OSError:
             stale.append(name)
