@@ -3,6 +3,7 @@ from an in-memory zone (the resolver port), messages as pipe(8) hands them."""
 import dkim
 import pytest
 
+from tmail.core.authresults import Spf
 from tmail.keys import KeyStore, public_record
 from tmail.mailpath.deliverability import SPOOL_MEMORY, Deliverability
 
@@ -24,10 +25,10 @@ def zone(keys):
     return records
 
 
-def forward(deliverability, header: bytes, body: bytes, mode="when-needed", size=64 * 1024):
+def forward(deliverability, header: bytes, body: bytes, mode="when-needed", size=64 * 1024, spf=None):
     chunks = [b"\n" + body[i:i + size] if i == 0 else body[i:i + size] for i in range(0, max(len(body), 1), size)]
     prepared = deliverability.prepare_forward(header, iter(chunks), alias_address="shop@d.test",
-                                              from_rewrite=mode, sign_domains=("d.test", "srs.test"))
+                                              from_rewrite=mode, sign_domains=("d.test", "srs.test"), spf=spf)
     return prepared, prepared.header + b"".join(prepared.body)
 
 
@@ -41,7 +42,9 @@ def test_large_body_passes_through_unchanged_and_signed(keys, zone):
     body = b"".join(b"line %d with  blanks \t\n" % i for i in range(200_000))   # ~5 MB, spooled to disk
     assert len(body) > SPOOL_MEMORY
     header = b"From: alice@orig.test\nTo: shop@d.test\nSubject: big\n"
-    prepared, out = forward(deliverability, header, body)
+    # SPF passed on arrival for orig.test (p=reject): DMARC passes here, and
+    # could not at the mailbox without the rewrite
+    prepared, out = forward(deliverability, header, body, spf=Spf("pass", "alice@orig.test", "mx.orig.test"))
     assert out.endswith(b"\n\n" + body)
     dnsfunc = lambda name, timeout=5: (zone.get(name.decode().rstrip("."), [None]))[0]  # noqa: E731
     assert dkim.verify(wire(out), dnsfunc=dnsfunc)

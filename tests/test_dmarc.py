@@ -69,8 +69,16 @@ def test_oversigned_fields_added_on_the_way_break_a_signature():
     ("when-needed", "none", False, False),
 ])
 def test_rewrite_modes(mode, policy, survivor, expected):
-    result = dmarc.Result("fail", "orig.test", policy)
+    # passed on arrival (SPF aligned, say), and would not at the mailbox
+    result = dmarc.Result("pass", "orig.test", policy)
     assert fromrewrite.needed(mode, result, survivor) is expected
+
+
+@pytest.mark.parametrize("mode", fromrewrite.MODES)
+@pytest.mark.parametrize("outcome", ["fail", "temperror"])
+def test_mail_that_failed_dmarc_on_arrival_is_never_rewritten(mode, outcome):
+    """Rewriting would sign a forged From as the alias's: laundered into a pass."""
+    assert not fromrewrite.needed(mode, dmarc.Result(outcome, "bank.test", "reject"), False)
 
 
 def test_unknown_policy_after_dns_failure_is_not_rewritten():

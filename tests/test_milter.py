@@ -195,6 +195,45 @@ def test_loops_are_refused_at_end_of_data_and_counts_given_back(service, headers
     wait_for(lambda: forwarded_count(service, "few") == 0)
 
 
+@pytest.mark.parametrize("headers,recipient,refused", [
+    ([("From", "Bank <security@bank.test>")], "shop@d.test", True),
+    ([("From", "Bank <security@bank.test>"), ("DKIM-Signature", "v=1; d=bank.test")], "shop@d.test", False),
+    ([("From", "Bank <security@bank.test>"), ("ARC-Seal", "i=1; cv=none")], "shop@d.test", False),
+    ([("From", "Bank <security@bank.test>")], "postmaster@d.test", False),
+])
+def test_an_unsigned_message_failing_dmarc_p_reject_is_refused(service, headers, recipient, refused):
+    from tmail.core import dmarc
+    asked = []
+    service.spf_check = lambda ip, sender, helo: Spf("fail", sender, helo)
+    service.dmarc_check = lambda values, spf: asked.append(values) or dmarc.Result("fail", "bank.test", "reject")
+    ctx = connected(service)
+    mail(ctx, "security@bank.test")
+    assert rcpt(ctx, recipient) == Milter.CONTINUE
+    assert end(ctx, headers) == (Milter.REJECT if refused else Milter.CONTINUE)
+    if refused:
+        assert ctx._reply[:2] == (replies.DMARC_REJECT.code, replies.DMARC_REJECT.xcode)
+        assert asked == [["Bank <security@bank.test>"]]
+    else:
+        assert asked == []
+
+
+def test_spf_waits_for_no_busy_dns_thread(service):
+    """A sender domain whose DNS never answers holds DNS threads; the next
+    messages go on without SPF (temperror) instead of waiting for one."""
+    from tmail.mailpath import service as service_mod
+    release = threading.Event()
+    service.spf_check = lambda ip, sender, helo: release.wait(10) and Spf("pass", sender, helo)
+    try:
+        for _ in range(service_mod.DNS_THREADS):
+            threading.Thread(target=service.ask_dns, args=(service.spf_check, "192.0.2.1", "a@b.test", "h"),
+                             daemon=True).start()
+        wait_for(lambda: service._dns_slots._value == 0, what="every DNS thread busy")
+        with pytest.raises(service_mod.DeadlineExceeded, match="busy"):   # at once, not after a wait
+            service.ask_dns(service.spf_check, "192.0.2.1", "a@b.test", "h")
+    finally:
+        release.set()
+
+
 def test_twenty_nine_received_fields_are_no_loop(service):
     ctx = connected(service)
     mail(ctx, "a@b.test")

@@ -67,6 +67,10 @@ DEFAULTS = {
         "authserv_id": "",
         # Check the connecting client's SPF for mail to tmail's addresses.
         "check_spf": True,
+        # Refuse at the end of DATA a message with no DKIM signature and no
+        # ARC set that fails DMARC of a From domain publishing p=reject (a
+        # forged sender: the domain asks receivers to refuse it). Needs check_spf.
+        "reject_dmarc_failures": True,
     },
     "dns": {
         # "" = the system's resolvers (/etc/resolv.conf); else "host[:port], ...".

@@ -224,6 +224,37 @@ def test_six_hundred_signatures_cost_ten_verifications(dmx, sink):
     assert b"dkim=policy" in results and b"590 more" in results
 
 
+def test_a_forged_sender_of_a_p_reject_domain_is_refused_not_laundered(dmx, sink):
+    """From the internet, From and MAIL FROM of sender.test (p=reject) with
+    no signature and SPF failing: refused at the end of DATA. With a
+    signature that does not verify, it is forwarded as it came: never given
+    a From of the alias's signed by tmail (that would pass DMARC later)."""
+    spoof = message(b"Security <alice@sender.test>", b"please log in")
+    with dmx.client(outside=True) as client:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("alice@sender.test", ["dk@d.test"], spoof)
+    assert refused.value.smtp_code == 550 and b"DMARC" in refused.value.smtp_error
+    broken = signed(message(b"Security <alice@sender.test>", b"signed, then changed")).replace(
+        b"see you", b"see me")
+    with dmx.client(outside=True) as client:
+        client.sendmail("alice@sender.test", ["dk@d.test"], broken)
+    data = received(sink, "dk@real.test")
+    assert header_value(data, b"From") == b"Security <alice@sender.test>"
+    assert b"dmarc=fail (p=reject)" in header_value(data, b"Authentication-Results")
+
+
+def test_a_crafted_arc_set_is_a_failed_chain_not_an_internal_error(dmx, sink):
+    """dkimpy raised IndexError on an i= tag at the end of the field; the
+    delivery deferred until the message expired and bounced."""
+    crafted = (b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=x.test; s=s; t=1; b=AAAA\r\n"
+               b"ARC-Message-Signature: a=rsa-sha256; c=relaxed/relaxed; d=x.test; s=s; h=from; "
+               b"bh=AAAA; b=AAAA; i=1\r\n"
+               b"ARC-Authentication-Results: i=1; x.test; spf=pass\r\n")
+    send(dmx, "never@d.test", crafted + message(b"lax@lax.test", b"crafted arc"), "lax@lax.test")
+    data = received(sink, "never@real.test")
+    assert b"arc=fail" in header_value(data, b"Authentication-Results")
+
+
 def doctor(mx, *args):
     result = mx.tmail("doctor", "--host", HOST[0], "--ip", HOST[1], "--json",
                       "--domain", "d.test", "--domain", SRS_DOMAIN, *args, check=False)

@@ -28,7 +28,7 @@ def _ip(ctx, param, values):
 @pass_app
 def doctor(app, only, host, ips):
     """Check MX, SPF, DKIM and DMARC records; print what to publish. Exit 1 on errors."""
-    from ..mailpath.spfcheck import checker
+    from ..mailpath.arrival import checker
 
     cfg = app.config
     resolver = cfg.resolver()

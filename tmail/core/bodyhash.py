@@ -15,6 +15,7 @@ import re
 
 HASHES = {b"sha256": hashlib.sha256, b"sha1": hashlib.sha1}
 _WSP_RUN = re.compile(rb"[ \t]+")
+_RELAXED_TAIL = re.compile(rb" ?\r?\Z")   # after _WSP_RUN: what a later byte may still change
 
 
 class BodyHasher:
@@ -30,27 +31,56 @@ class BodyHasher:
         self._limit = limit
         self._hashed = 0
         self._pending_empty = 0   # empty lines held back: trailing ones do not count
-        self._partial = b""       # a line not yet ended
+        self._partial = b""       # held back: what the next bytes may still change
+        self._in_line = False     # part of the current line is hashed already
         self._any_line = False
 
     def update(self, data: bytes) -> None:
-        data = self._partial + data
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
-            self._line(line[:-1] if line.endswith(b"\r") else line)
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            self._end_line(data[start:end])
+            start = end + 1
+        if start < len(data):
+            self._continue_line(data[start:])
 
-    def _line(self, line: bytes) -> None:
+    def _continue_line(self, data: bytes) -> None:
+        """Hash what of an unfinished line can no longer change and hold back
+        only the rest (a CR that may precede LF; for relaxed, a whitespace
+        run, as one space): a body that is one 20 MB line costs no more than
+        20 MB of short ones (holding the whole line and copying it for every
+        chunk was quadratic)."""
+        data = self._partial + data
+        if self.relaxed:
+            data = _WSP_RUN.sub(b" ", data)
+            tail = _RELAXED_TAIL.search(data).start()
+        else:
+            tail = len(data) - 1 if data.endswith(b"\r") else len(data)
+        done, self._partial = data[:tail], data[tail:]
+        if done:
+            self._content(done)
+
+    def _end_line(self, data: bytes) -> None:
+        line = self._partial + data
+        self._partial = b""
+        if line.endswith(b"\r"):
+            line = line[:-1]
         if self.relaxed:
             line = _WSP_RUN.sub(b" ", line).rstrip(b" ")
-        if not line:
+        if line or self._in_line:
+            if line:
+                self._content(line)
+            self._feed(b"\r\n")
+            self._any_line = True
+        else:
             self._pending_empty += 1
-            return
-        if self._pending_empty:
+        self._in_line = False
+
+    def _content(self, data: bytes) -> None:
+        if self._pending_empty:     # empty lines count only when text follows
             self._feed(b"\r\n" * self._pending_empty)
             self._pending_empty = 0
-        self._feed(line + b"\r\n")
-        self._any_line = True
+        self._feed(data)
+        self._in_line = True
 
     def _feed(self, data: bytes) -> None:
         if self._limit is not None:
@@ -60,11 +90,15 @@ class BodyHasher:
 
     def digest(self) -> bytes:
         """The body hash; the hasher takes no more data after this."""
-        if self._partial:
+        if self._partial or self._in_line:
             # the last line lacked its line end; the wire adds one (a CR
             # there is a bare CR: no LF followed it)
             partial, self._partial = self._partial, b""
-            self._line(partial)
+            if self.relaxed:
+                partial = partial.rstrip(b" ")
+            if partial:
+                self._content(partial)
+            self._end_line(b"")
         if not self._any_line and not self.relaxed:
             self._feed(b"\r\n")   # simple: an empty body is one CRLF
         return self._hash.digest()

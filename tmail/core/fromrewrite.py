@@ -33,11 +33,17 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def needed(mode: str, dmarc: DmarcResult, aligned_survivor: bool) -> bool:
+    """Whether to rewrite From. Never for a message that failed DMARC on
+    arrival (or whose DMARC could not be looked up): rewriting signs it as
+    the alias's, and a forged From of a p=reject domain would then pass
+    DMARC at the mailbox (laundered). Such a message goes as it came, with
+    dmarc=fail in tmail's Authentication-Results, and the mailbox applies
+    the policy of its domain."""
+    if mode == "never" or dmarc.result in ("fail", "temperror"):
+        return False
     if mode == "always":
         return True
-    if mode == "never":
-        return False
-    return dmarc.strict_policy and dmarc.result != "temperror" and not aligned_survivor
+    return dmarc.strict_policy and dmarc.result == "pass" and not aligned_survivor
 
 
 def author(fields: list[bytes]) -> rfc5322.Mailbox | None:

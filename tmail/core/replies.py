@@ -27,6 +27,8 @@ SRS_NOT_BOUNCE = Reply("550", "5.7.1",
 TEMPFAIL = Reply("451", "4.3.0", "Temporary lookup failure, please try again later")
 BAD_RECIPIENT = Reply("501", "5.1.3", "Bad recipient address syntax")
 BAD_SENDER = Reply("501", "5.1.7", "Bad sender address syntax")
+DMARC_REJECT = Reply("550", "5.7.1",
+                     "Message rejected: it fails DMARC, and its sender's domain asks for that (p=reject)")
 LOOP = Reply("554", "5.4.6", "Message refused: mail forwarding loop")
 SENDER_UNFORWARDABLE = Reply("553", "5.1.7", "Recipient address rejected: the sender address is too long to forward")
 

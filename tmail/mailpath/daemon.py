@@ -46,10 +46,10 @@ def setup_logging(level: str, log_file: str | None) -> None:
 def build_service(cfg):
     """The Service (database, verdicts) and the Delivery built on it."""
     from ..db.engine import make_engine
+    from .arrival import checker, unsigned_dmarc
     from .deliverability import from_config as deliverability_from_config
     from .delivery import Delivery
     from .service import Service
-    from .spfcheck import checker
     policy = config_mod.policy(cfg)
     if policy.srs is None:
         raise config_mod.ConfigError(f"{cfg.path}: [srs] domain is required to forward mail")
@@ -58,9 +58,12 @@ def build_service(cfg):
     engine = make_engine(db["url"], db["busy_timeout_ms"], op_timeout=db["timeout_s"], **pool)
     resolver = cfg.resolver()
     resolver.install()   # pyspf and dkimpy's fallbacks use dnspython's default resolver
+    dns_timeout, dkim_cfg = cfg["dns"]["timeout_s"], cfg["dkim"]
     service = Service(engine, policy, deadline=d["verdict_timeout_s"],
                       max_received=d["max_received_headers"], authserv_id=cfg.authserv_id,
-                      spf_check=checker(cfg["dns"]["timeout_s"]) if cfg["dkim"]["check_spf"] else None)
+                      spf_check=checker(dns_timeout) if dkim_cfg["check_spf"] else None,
+                      dmarc_check=unsigned_dmarc(resolver.txt, dns_timeout)
+                      if dkim_cfg["check_spf"] and dkim_cfg["reject_dmarc_failures"] else None)
     delivery = Delivery(service, (d["reinject_host"], d["reinject_port"]),
                         reinject_timeout=d["reinject_timeout_s"], helo=socket.getfqdn(),
                         deliverability=deliverability_from_config(cfg, resolver.txt))

@@ -31,9 +31,19 @@ from ..core.address import AddressError, envelope_key, parse_sender
 from ..core.authresults import Spf
 from ..core.loops import loop_reason
 from ..core.receipts import Receipt, stored_key, verdict_name
-from ..core.replies import BAD_RECIPIENT, BAD_SENDER, LOOP, SENDER_UNFORWARDABLE, TEMPFAIL, Reply, reply_for
+from ..core.replies import (
+    BAD_RECIPIENT,
+    BAD_SENDER,
+    DMARC_REJECT,
+    LOOP,
+    SENDER_UNFORWARDABLE,
+    TEMPFAIL,
+    Reply,
+    reply_for,
+)
 from ..core.resolve import delivered_address
 from ..core.srs import forwardable_sender
+from ..core.verdict import Kind
 from .service import counts
 
 log = logging.getLogger("tmail.milter")
@@ -64,6 +74,8 @@ class TmailMilter(Milter.Base):
         self.reserved: list[int] = []       # aliases counted for this message
         self.received = 0
         self.delivered_to: list[str] = []
+        self.from_values: list[str] = []
+        self.signed = False          # a DKIM signature or an ARC set: DMARC waits for the delivery
 
     @Milter.noreply
     def connect(self, hostname, family, hostaddr):
@@ -151,6 +163,10 @@ class TmailMilter(Milter.Base):
                 self.received += 1
             elif lname == "delivered-to":
                 self.delivered_to.append(value)
+            elif lname == "from":
+                self.from_values.append(value)
+            elif lname in ("dkim-signature", "arc-seal"):
+                self.signed = True
         return Milter.CONTINUE
 
     # End of message, abort and close are always called (not negotiable):
@@ -170,6 +186,9 @@ class TmailMilter(Milter.Base):
             return self._answer(LOOP, Milter.REJECT)
         queue_id = self.getsymval("i")
         spf = self._spf()
+        if self._spoofed(spf):
+            self._release()
+            return self._answer(DMARC_REJECT, Milter.REJECT)
         receipts = [Receipt(r.recipient, r.verdict, r.counted, r.smtputf8,
                             spf.result if spf else None, self.helo) for r in self.receipts]
         try:
@@ -202,11 +221,29 @@ class TmailMilter(Milter.Base):
         if service.spf_check is None or not self.client_ip:
             return None
         try:
-            return service.ask(service.spf_check, self.client_ip, self.sender, self.helo,
-                               deadline=service.deadline / 2)
+            return service.ask_dns(service.spf_check, self.client_ip, self.sender, self.helo)
         except Exception as exc:
             log.info("from=<%s> SPF not checked (%s)", self.sender, exc)
             return Spf("temperror", self.sender, self.helo)
+
+    def _spoofed(self, spf: Spf | None) -> bool:
+        """A message for an alias with no signature that fails DMARC of a
+        From domain asking for reject: refused now, as that domain asks (later
+        it could only be forwarded to a mailbox that bounces it)."""
+        service = self.service
+        if (service.dmarc_check is None or spf is None or self.signed
+                or not any(r.verdict == Kind.FORWARD.value for r in self.receipts)):
+            return False
+        try:
+            result = service.ask_dns(service.dmarc_check, self.from_values, spf)
+        except Exception as exc:
+            log.info("from=<%s> DMARC not checked (%s)", self.sender, exc)
+            return False
+        if result.result == "fail" and result.policy == "reject":
+            log.info("from=<%s> message refused: DMARC fails for %s (p=reject, %s)", self.sender,
+                     result.from_domain, spf.clause())
+            return True
+        return False
 
     def _release(self):
         if self.reserved:   # off libmilter's thread, without waiting

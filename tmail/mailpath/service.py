@@ -35,6 +35,7 @@ log = logging.getLogger("tmail")
 
 DEFAULT_DEADLINE = 10.0     # seconds; Postfix's milter command_timeout is 20 s
 _RETRIES = 3
+DNS_THREADS = 8
 MAX_PENDING_REFUSALS = 100_000
 
 
@@ -57,19 +58,25 @@ class _Lookup:
 
 class Service:
     def __init__(self, engine, policy: Policy, *, clock=utcnow, deadline: float = DEFAULT_DEADLINE,
-                 spf_check=None, authserv_id: str = "localhost", max_received: int = 30):
+                 spf_check=None, dmarc_check=None, authserv_id: str = "localhost", max_received: int = 30):
         self.engine = engine
         self.policy = policy
         self.clock = clock
         self.deadline = deadline
-        # spf_check(ip, sender, helo) -> Spf, for the milter (None: no SPF check).
-        self.spf_check = spf_check
+        # spf_check(ip, sender, helo) -> Spf, for the milter (None: no SPF check);
+        # dmarc_check(from_values, spf) -> dmarc.Result for unsigned mail (None: off).
+        self.spf_check, self.dmarc_check = spf_check, dmarc_check
         self.authserv_id = authserv_id
         self.max_received = max_received
         # Database work runs on threads Python made, not on libmilter's own
         # threads: under load, SQLAlchemy's deep call stacks on libmilter's
         # threads crashed the interpreter (SIGSEGV, seen in the benchmark).
         self._pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="tmail-db")
+        # DNS checks (SPF, DMARC) have threads of their own, and few: a sender
+        # domain whose DNS never answers holds one for pyspf's whole query
+        # time, and must not take the threads the verdicts need.
+        self._dns_pool = ThreadPoolExecutor(max_workers=DNS_THREADS, thread_name_prefix="tmail-dns")
+        self._dns_slots = threading.BoundedSemaphore(DNS_THREADS)
         # SQLite has one writer at a time; its busy handler retries with
         # sleeps, which under fifty parallel sessions ran past the busy
         # timeout ("database is locked"). The daemon's writers queue here
@@ -96,6 +103,23 @@ class Service:
                     lambda done: done.exception() is None and undo(done.result()))
             raise DeadlineExceeded(f"{getattr(fn, '__name__', fn)} took longer than "
                                    f"{deadline or self.deadline:g} s") from None
+
+    def ask_dns(self, fn, *args):
+        """fn(*args) on the DNS threads, within half the deadline; when all
+        are busy, DeadlineExceeded at once (the caller goes on without)."""
+        if not self._dns_slots.acquire(blocking=False):
+            raise DeadlineExceeded("every DNS thread is busy")
+        try:
+            future = self._dns_pool.submit(fn, *args)
+        except BaseException:
+            self._dns_slots.release()
+            raise
+        future.add_done_callback(lambda _done: self._dns_slots.release())
+        try:
+            return future.result(timeout=self.deadline / 2)
+        except TimeoutError:
+            raise DeadlineExceeded(f"{getattr(fn, '__name__', fn)} took longer than "
+                                   f"{self.deadline / 2:g} s") from None
 
     def submit(self, fn, *args) -> None:
         """fn(*args) on the service's threads, without waiting for it."""
