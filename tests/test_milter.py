@@ -249,6 +249,16 @@ def test_a_recipient_named_twice_is_counted_once(service):
     assert end(ctx) == Milter.CONTINUE and forwarded_count(service, "few") == 1
 
 
+def test_tags_of_one_alias_are_one_message_for_its_limit(service):
+    ctx = connected(service)
+    mail(ctx, "a@b.test")
+    for tag in ("a", "b", "c"):
+        assert rcpt(ctx, f"few+{tag}@d.test") == Milter.CONTINUE
+    assert end(ctx, queue_id="4QTAGS") == Milter.CONTINUE and forwarded_count(service, "few") == 1
+    counted = [receipt(service, "4QTAGS", f"few+{t}@d.test").counted for t in ("a", "b", "c")]
+    assert counted == [True, False, False]
+
+
 def test_a_count_is_given_back_when_the_message_is_aborted(service):
     ctx = connected(service)
     mail(ctx, "a@b.test")

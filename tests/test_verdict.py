@@ -53,6 +53,16 @@ def test_active_alias_forwards_case_insensitively_and_with_tags():
     assert reply_for(v) is None
 
 
+def test_the_whole_local_part_is_an_alias_before_its_base():
+    """As Postfix looks up user+ext before user: with "-" as the delimiter
+    (set after both aliases existed), team-sales@ is team-sales's."""
+    lookup = MemoryLookup(alias(local="team", destinations=("other@real.test",)),
+                          alias(local="team-sales", destinations=("sales@real.test",)))
+    dash = Policy("-", ROLE_LOCAL_PARTS, "admin@real.test", CODEC)
+    assert resolve(lookup, dash, "team-sales@d.test", "", NOW).destinations == ("sales@real.test",)
+    assert resolve(lookup, dash, "team-x@d.test", "", NOW).destinations == ("other@real.test",)
+
+
 def test_not_ours_passes_untouched():
     v = verdict(alias(), rcpt="x@other.test")
     assert v.kind is Kind.NOT_OURS and v.accepts

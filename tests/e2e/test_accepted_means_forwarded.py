@@ -126,3 +126,15 @@ def test_an_attempt_whose_pipe_gave_up_is_abandoned_before_it_is_sent(shop2, sin
     sink.wait_for(lambda m: b"Subject: slow dns" in m.data)
     time.sleep(1)
     assert len(arrived(sink, "slow dns")) == 1
+
+
+def test_one_copy_per_alias_whatever_the_tags(shop2, sink):
+    """One message to fifty +tag addresses of one alias: one copy leaves
+    (fifty would turn one SMTP transaction into a mail bomb)."""
+    with shop2.client() as client:
+        client.sendmail("sender@orig.test", [f"shop2+t{i}@d.test" for i in range(50)] + ["shop2@d.test"],
+                        b"Subject: tagged fifty\r\n\r\nonce\r\n")
+    sink.wait_for(lambda m: b"Subject: tagged fifty" in m.data)
+    wait_until(lambda: shop2.queue_size() == 0, timeout=60, what="every tag delivered")
+    time.sleep(1)
+    assert len(arrived(sink, "tagged fifty")) == 1

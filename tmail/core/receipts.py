@@ -30,6 +30,7 @@ class Receipt:
     created_at: datetime | None = None
     forwarded_at: datetime | None = None
     digest: str | None = None      # header digest of the message forwarded
+    alias: str = ""                # stored_key of the alias it reached ("" for none)
 
 
 def stored_key(key: str) -> str:
@@ -45,6 +46,12 @@ def verdict_name(verdict: Verdict) -> str | None:
     if verdict.kind in (Kind.FORWARD, Kind.ROLE, Kind.SRS_BOUNCE):
         return verdict.kind.value
     return None
+
+
+def alias_key(address: str) -> str:
+    """How receipts name an alias: one copy of a message per alias, however
+    many of its +tag addresses the message was sent to."""
+    return stored_key(address.casefold())
 
 
 def header_digest(header: bytes) -> str:

@@ -69,8 +69,12 @@ def resolve(lookup: AliasLookup, policy: Policy, recipient: str, sender: str,
     from_ = parse_sender(sender)
     if policy.srs is not None and rcpt.domain == policy.srs.domain:
         return _srs_verdict(policy, rcpt, from_, now)
+    # The whole local part first, as Postfix does: with "-" as the delimiter,
+    # team-sales@ is the alias team-sales when there is one, not team's.
+    record = lookup.get_alias(rcpt.key, rcpt.domain)
     base = rcpt.base(policy.recipient_delimiter)
-    record = lookup.get_alias(base.key, base.domain)
+    if record is None and base != rcpt:
+        record = lookup.get_alias(base.key, base.domain)
     is_ours = record is not None or lookup.is_tmail_domain(rcpt.domain)
     if routed and not is_ours:
         return Verdict(Kind.UNKNOWN, f"{rcpt.domain} is routed to tmail but is not a tmail domain")

@@ -94,6 +94,8 @@ receipts = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False, index=True),
     sa.Column("forwarded_at", sa.DateTime, nullable=True),
     sa.Column("digest", sa.String(64), nullable=True),
+    # the alias the recipient reached: one copy per alias, not per +tag
+    sa.Column("alias", key_string(320), nullable=True),
 )
 
 # Removed addresses, kept for a quarantine period so nobody receives mail

@@ -309,7 +309,7 @@ class Store:
             self.conn.execute(receipts.insert(), [
                 dict(queue_id=queue_id, recipient=r.recipient, verdict=r.verdict,
                      counted=r.counted, smtputf8=r.smtputf8, spf=r.spf, helo=r.helo[:255],
-                     created_at=to_db(now)) for r in rows.values()])
+                     created_at=to_db(now), alias=r.alias or None) for r in rows.values()])
 
     def receipt(self, queue_id: str, recipient: str) -> Receipt | None:
         row = self.conn.execute(sa.select(receipts).where(
@@ -317,19 +317,27 @@ class Store:
         if row is None:
             return None
         return Receipt(row.recipient, row.verdict, bool(row.counted), bool(row.smtputf8), row.spf,
-                       row.helo, from_db(row.created_at), from_db(row.forwarded_at), row.digest)
+                       row.helo, from_db(row.created_at), from_db(row.forwarded_at), row.digest,
+                       row.alias or "")
+
+    def forwarded_to_alias(self, queue_id: str, alias: str, digest: str) -> bool:
+        """Whether this message already went out for the alias, for another
+        of its addresses (alias+a and alias+b in one message: one copy)."""
+        return self.conn.execute(sa.select(receipts.c.recipient).where(
+            receipts.c.queue_id == queue_id, receipts.c.alias == alias,
+            receipts.c.forwarded_at.is_not(None), receipts.c.digest == digest).limit(1)).first() is not None
 
     def mark_forwarded(self, queue_id: str, receipt: Receipt, digest: str, now: datetime) -> None:
         """The message with this header digest went out for this recipient."""
         done = self.conn.execute(
             receipts.update().where(receipts.c.queue_id == queue_id,
                                     receipts.c.recipient == receipt.recipient)
-            .values(forwarded_at=to_db(now), digest=digest))
+            .values(forwarded_at=to_db(now), digest=digest, alias=receipt.alias or None))
         if done.rowcount == 0:     # no RCPT-time receipt: the delivery decided
             self.conn.execute(receipts.insert().values(
                 queue_id=queue_id, recipient=receipt.recipient, verdict=receipt.verdict,
                 counted=receipt.counted, smtputf8=receipt.smtputf8, spf=receipt.spf, helo="",
-                created_at=to_db(now), forwarded_at=to_db(now), digest=digest))
+                created_at=to_db(now), forwarded_at=to_db(now), digest=digest, alias=receipt.alias or None))
 
     def forget_receipts(self, before: datetime) -> int:
         return self.conn.execute(

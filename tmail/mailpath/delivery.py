@@ -26,7 +26,7 @@ from ..core import headers as hdr
 from ..core.address import AddressError, envelope_key, parse_envelope, parse_sender, smtp_path
 from ..core.authresults import Spf
 from ..core.fromrewrite import DEFAULT_MODE as FROM_REWRITE_DEFAULT
-from ..core.receipts import DROP, Receipt, header_digest, stored_key, verdict_name
+from ..core.receipts import DROP, Receipt, alias_key, header_digest, stored_key, verdict_name
 from ..core.resolve import resolve
 from ..core.verdict import AliasRecord, Kind
 from .service import Service, _Lookup, counts
@@ -87,9 +87,16 @@ class Delivery:
         return outcome
 
     def _one_attempt(self, queue_id: str, recipient: str) -> "_Attempt":
-        """One attempt per (queue id, recipient) at a time: Postfix retrying
-        while an earlier attempt still runs waits for it, then finds it done."""
-        return _Attempt(self, (queue_id, recipient.casefold()))
+        """One attempt per (queue id, alias) at a time: Postfix retrying
+        while an earlier attempt still runs waits for it, then finds it done;
+        and of alias+a and alias+b in one message, the second finds the
+        first forwarded. (The key is the address without its +tag.)"""
+        try:
+            address = parse_envelope(recipient)
+            key = str(address.base(self.policy.recipient_delimiter)).casefold()
+        except AddressError:
+            key = recipient.casefold()
+        return _Attempt(self, (queue_id, key))
 
     # -- the decision ------------------------------------------------------------
     def _deliver(self, queue_id, recipient, sender, chunks, still_wanted) -> Outcome:
@@ -114,9 +121,15 @@ class Delivery:
                 log.warning("queue_id=%s to=<%s> from=<%s> discarded: %s", queue_id, recipient,
                             sender, exc)
                 return Outcome(EX_OK, "2.0.0 discarded: unreadable address")
+            if verdict.alias is not None and store.forwarded_to_alias(
+                    queue_id, alias_key(verdict.alias.address), digest):
+                _drain(body)
+                return Outcome(EX_OK, f"2.0.0 already forwarded to {verdict.alias.address}'s "
+                                      "destinations (one copy a message, whatever the +tag)")
         if receipt is None:
             verdict = self.service.reserve(verdict, now)   # counted now, unless refused
-            receipt = Receipt(key, verdict_name(verdict) or "", counted=counts(verdict))
+            receipt = Receipt(key, verdict_name(verdict) or "", counted=counts(verdict),
+                              alias=alias_key(verdict.alias.address) if verdict.alias else "")
             if not receipt.verdict:
                 _drain(body)
                 log.warning("queue_id=%s to=<%s> from=<%s> not forwarded: %s (%s); no RCPT-time "

@@ -22,6 +22,7 @@ receipts for the delivery, by queue id; the message itself is not changed
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 
@@ -30,7 +31,7 @@ import Milter
 from ..core.address import AddressError, envelope_key, parse_sender
 from ..core.authresults import Spf
 from ..core.loops import loop_reason
-from ..core.receipts import Receipt, stored_key, verdict_name
+from ..core.receipts import Receipt, alias_key, stored_key, verdict_name
 from ..core.replies import (
     BAD_RECIPIENT,
     BAD_SENDER,
@@ -134,8 +135,9 @@ class TmailMilter(Milter.Base):
                 # Postfix delivers one copy a recipient however often it is
                 # named: counting it again would spend the alias's limit
                 return Milter.CONTINUE
-            verdict = self.service.ask(self.service.checked_verdict, address, self.sender,
-                                       undo=self._late_release)
+            counted = frozenset(self.reserved)
+            verdict = self.service.ask(self.service.checked_verdict, address, self.sender, counted,
+                                       undo=lambda late: self._late_release(late, counted))
         except AddressError as exc:
             log.info("rcpt=<%s> from=<%s> verdict=malformed reason=%s", raw,
                      self.sender, exc)
@@ -149,10 +151,12 @@ class TmailMilter(Milter.Base):
                  verdict.kind.value, verdict.reason, " (drop)" if verdict.drop else "")
         if reply is not None:
             return self._answer(reply, Milter.REJECT)
-        if counts(verdict):
+        now_counted = counts(verdict) and verdict.alias.id not in counted
+        if now_counted:
             self.reserved.append(verdict.alias.id)
-        self.receipts.append(Receipt(key, verdict_name(verdict), counted=counts(verdict),
-                                     smtputf8=self.smtputf8))
+        self.receipts.append(Receipt(key, verdict_name(verdict), counted=now_counted,
+                                     smtputf8=self.smtputf8,
+                                     alias=alias_key(verdict.alias.address) if verdict.alias else ""))
         return Milter.CONTINUE
 
     @Milter.noreply
@@ -189,8 +193,8 @@ class TmailMilter(Milter.Base):
         if self._spoofed(spf):
             self._release()
             return self._answer(DMARC_REJECT, Milter.REJECT)
-        receipts = [Receipt(r.recipient, r.verdict, r.counted, r.smtputf8,
-                            spf.result if spf else None, self.helo) for r in self.receipts]
+        receipts = [dataclasses.replace(r, spf=spf.result if spf else None, helo=self.helo)
+                    for r in self.receipts]
         try:
             if not queue_id:
                 raise RuntimeError("the MTA sent no queue id ({i})")
@@ -250,10 +254,10 @@ class TmailMilter(Milter.Base):
             self.service.submit(self.service.release, list(self.reserved))
             self.reserved.clear()
 
-    def _late_release(self, verdict):
+    def _late_release(self, verdict, counted: frozenset):
         """A verdict that came after the milter had answered 451 took a
         message count for a message that was refused: give it back."""
-        if counts(verdict):
+        if counts(verdict) and verdict.alias.id not in counted:
             self.service.submit(self.service.release, [verdict.alias.id])
 
 

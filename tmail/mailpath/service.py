@@ -44,16 +44,21 @@ class DeadlineExceeded(Exception):
 
 
 class _Lookup:
-    """The AliasLookup port over one connection."""
+    """The AliasLookup port over one connection. `counted`: aliases this
+    message was counted against already (another +tag of theirs): they are
+    judged as before that count, the message is one for them."""
 
-    def __init__(self, store: Store):
-        self.store = store
+    def __init__(self, store: Store, counted: frozenset = frozenset()):
+        self.store, self.counted = store, counted
 
     def is_tmail_domain(self, name: str) -> bool:
         return self.store.is_tmail_domain(name)
 
     def get_alias(self, key, domain):
-        return self.store.get_alias(key, domain)
+        record = self.store.get_alias(key, domain)
+        if record is not None and record.id in self.counted:
+            record = dataclasses.replace(record, forwarded=max(0, record.forwarded - 1))
+        return record
 
 
 class Service:
@@ -157,19 +162,24 @@ class Service:
 
     # -- verdicts ----------------------------------------------------------
     def verdict(self, recipient: str, sender: str, now: datetime | None = None, *,
-                routed: bool = True) -> Verdict:
+                routed: bool = True, counted: frozenset = frozenset()) -> Verdict:
         """The verdict for a recipient Postfix routes to tmail. Raises
         AddressError for malformed input and database errors as they are."""
         now = now or self.clock()
         with self.read() as store:
-            verdict = resolve(_Lookup(store), self.policy, recipient, sender, now, routed=routed)
+            verdict = resolve(_Lookup(store, counted), self.policy, recipient, sender, now, routed=routed)
         if not verdict.accepts:
             self._refused(verdict, parse_envelope(recipient).domain, now)
         return verdict
 
-    def checked_verdict(self, recipient: str, sender: str) -> Verdict:
-        """The milter's question: the verdict, with the message counted."""
-        return self.reserve(self.verdict(recipient, sender))
+    def checked_verdict(self, recipient: str, sender: str, counted: frozenset = frozenset()) -> Verdict:
+        """The milter's question: the verdict, with the message counted,
+        unless it was for this alias already (`counted`: alias ids counted
+        for this message: alias+a and alias+b are one message to one alias)."""
+        verdict = self.verdict(recipient, sender, counted=counted)
+        if verdict.alias is not None and verdict.alias.id in counted:
+            return verdict
+        return self.reserve(verdict)
 
     def reserve(self, verdict: Verdict, now: datetime | None = None) -> Verdict:
         """Count an accepted message against its alias before accepting it.

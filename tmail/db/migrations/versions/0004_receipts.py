@@ -28,6 +28,7 @@ def upgrade():
         sa.Column("created_at", sa.DateTime, nullable=False),
         sa.Column("forwarded_at", sa.DateTime, nullable=True),
         sa.Column("digest", sa.String(64), nullable=True),
+        sa.Column("alias", key_string(320), nullable=True),
         sa.PrimaryKeyConstraint("queue_id", "recipient", name="pk_receipts"),
     )
     op.create_index("ix_receipts_created_at", "receipts", ["created_at"])
