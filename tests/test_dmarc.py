@@ -208,3 +208,11 @@ def test_an_internationalised_author_is_rewritten():
 def test_null_sender_spf_is_the_helo_identity():
     spf = authresults.Spf("pass", "", "mx.orig.test")
     assert spf.domain == "mx.orig.test" and spf.clause() == "spf=pass smtp.helo=mx.orig.test"
+
+
+def test_the_spf_clause_holds_only_ascii():
+    """A non-ASCII HELO in tmail's field made the ARC seal fail silently."""
+    assert authresults.Spf("pass", "a@b.test", "évil.test").clause() == "spf=pass smtp.mailfrom=a@b.test"
+    assert authresults.Spf("pass", "jörg@b.test", "mx.b.test").clause() == \
+        "spf=pass smtp.mailfrom=b.test smtp.helo=mx.b.test"
+    assert authresults.Spf("none", "", "évil.test").clause() == "spf=none"

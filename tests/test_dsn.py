@@ -194,3 +194,24 @@ def test_the_alias_is_found_in_any_valid_delivered_to_form():
     assert parse_report(raw, is_alias).alias == "shop@d.test"
     raw = POSTFIX_DSN.replace(b"Delivered-To: shop@d.test", b"Delivered-To: shop@d.test <broken")
     assert parse_report(raw, is_alias).alias is None    # unparseable: not guessed
+
+
+def test_a_deeply_nested_or_very_wide_report_is_not_one():
+    """1,200 nested multiparts made the email parser recurse past its limit
+    (an internal error, retried until the message expired); 400,000 empty
+    parts took seconds and 150 MiB an attempt."""
+    nested = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\n\n--b%d\n' % (i, i) for i in range(1200))
+    deep = (b"From: MAILER-DAEMON@x.test\nMIME-Version: 1.0\n"
+            b'Content-Type: multipart/report; report-type=delivery-status; boundary="top"\n\n--top\n'
+            + nested + b"x\n")
+    wide = POSTFIX_DSN.replace(b"--B1--", b"--B1\n\n" * 5000 + b"--B1--")
+    assert parse_report(deep, is_alias) is None and parse_report(wide, is_alias) is None
+
+
+def test_only_what_identifies_the_message_is_passed_on():
+    """A report anyone holding an SRS address can send: its returned From,
+    To and the like (attacker text, under tmail's signature) stay behind."""
+    report = parse_report(POSTFIX_DSN, is_alias)
+    assert [name for name, _ in report.headers] == ["Subject", "Message-ID"]   # it has no Date
+    long = POSTFIX_DSN.replace(b"Subject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=", b"Subject: " + b"spam " * 200)
+    assert len(dict(parse_report(long, is_alias).headers)["Subject"]) <= 200

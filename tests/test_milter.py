@@ -259,6 +259,23 @@ def test_tags_of_one_alias_are_one_message_for_its_limit(service):
     assert counted == [True, False, False]
 
 
+def test_a_limit_held_by_open_sessions_is_a_451_not_a_550(service):
+    """A client that keeps RCPTs open must not make an alias refuse everyone
+    for good: until those sessions end, others get 451 and try again."""
+    holder = connected(service)
+    mail(holder, "a@b.test")
+    assert rcpt(holder, "few@d.test") == Milter.CONTINUE            # the only slot, still open
+    code, got = drive(service, "c@d.test", "few@d.test")
+    assert code == Milter.TEMPFAIL and got[:2] == (replies.BUSY.code, replies.BUSY.xcode)
+    holder._abort()                                                 # the holder gives up
+    wait_for(lambda: forwarded_count(service, "few") == 0)
+    ctx = connected(service)
+    mail(ctx, "c@d.test")
+    assert rcpt(ctx, "few@d.test") == Milter.CONTINUE and end(ctx) == Milter.CONTINUE
+    code, got = drive(service, "e@f.test", "few@d.test")          # now used up for good
+    assert code == Milter.REJECT and got[:2] == (replies.EXPIRED.code, replies.EXPIRED.xcode)
+
+
 def test_a_count_is_given_back_when_the_message_is_aborted(service):
     ctx = connected(service)
     mail(ctx, "a@b.test")
@@ -300,6 +317,21 @@ def test_a_database_that_does_not_answer_is_a_tempfail_within_the_deadline(servi
     assert given_back.wait(10) and forwarded_count(service, "few") == 0
     monkeypatch.setattr(Store, "reserve", slow_reserve)
     assert drive(service, "a@b.test", "few@d.test")[0] == Milter.CONTINUE
+
+
+def test_a_client_guessing_srs_addresses_is_slowed_down(service):
+    """Each wrong guess of an SRS hash is a 550; after MAX_SRS_FAILURES in a
+    window the client gets 450 for every SRS address, valid ones included,
+    so that guessing the 4-character hash takes months, not an hour."""
+    from tmail.mailpath.service import MAX_SRS_FAILURES
+    valid = service.policy.srs.forward("a", "b.test", now=NOW.timestamp())
+    for i in range(MAX_SRS_FAILURES):
+        assert drive(service, "", f"SRS0=ab{i:02d}=AA=b.test=a@srs.d.test")[0] == Milter.REJECT
+    code, got = drive(service, "", valid)
+    assert code == Milter.TEMPFAIL and got[:2] == (replies.SRS_THROTTLED.code, replies.SRS_THROTTLED.xcode)
+    other = connected(service, ip="198.51.100.9")          # another client is not held up
+    mail(other, "")
+    assert rcpt(other, valid) == Milter.CONTINUE
 
 
 def test_percent_in_reply_text_is_escaped(service, monkeypatch):

@@ -112,9 +112,14 @@ def master_entries(cfg) -> dict[str, str]:
     # and always_add_missing_headers belong to cleanup(8), out of reach of
     # the listener's -o, and either would add Message-Id/Date or qualify
     # and reformat address fields of a message tmail has already signed.
+    # No size limit there either: a message that fitted when it arrived
+    # must fit with the fields tmail adds (Delivered-To, Authentication-
+    # Results, signatures, an ARC set), or it waits in the queue until it
+    # expires and bounces; the public smtpd already applied the limit.
     cleanup = ("tmail-cleanup unix n - n - 0 cleanup"
                " -o remote_header_rewrite_domain= -o always_add_missing_headers=no"
-               " -o undisclosed_recipients_header= -o message_strip_characters=")
+               " -o undisclosed_recipients_header= -o message_strip_characters="
+               " -o message_size_limit=0")
     host = p["reinject_listener"].rpartition(":")[0]
     # Postfix's FILTER_README after-filter listener: nothing checked twice,
     # nothing rewritten (local_header_rewrite_clients= : 127.0.0.1 would
@@ -132,7 +137,7 @@ def master_entries(cfg) -> dict[str, str]:
         " -o smtpd_end_of_data_restrictions="
         " -o smtpd_recipient_restrictions=permit_mynetworks,reject"
         " -o smtpd_relay_restrictions=permit_mynetworks,reject"
-        " -o smtputf8_enable=yes"
+        " -o smtputf8_enable=yes -o message_size_limit=0"
     )
     return {MASTER_PIPE: pipe, MASTER_CLEANUP: cleanup, _listener_key(cfg): listener}
 

@@ -228,3 +228,19 @@ def test_a_client_that_hangs_up_on_the_delivery_socket_leaves_no_traceback(alias
         probe.sendall(b"TMAIL1 {\"queue_id\": \"4QHANG\"")
     time.sleep(1)
     assert aliases.tmail_log().count("Traceback") == before
+
+
+def test_a_message_that_just_fitted_is_forwarded_with_what_tmail_adds(aliases, sink):
+    """Near message_size_limit on arrival, over it with tmail's fields: the
+    reinjection listener has no limit of its own, or the copy would wait in
+    the queue until it expired and bounced."""
+    aliases.postconf("message_size_limit=200000")
+    aliases.reload()
+    try:
+        line = b"y" * 76 + b"\r\n"
+        body = message(b"just fits", body=line * (198600 // len(line)))
+        send(aliases, ["shop@d.test"], body)
+        sink.wait_for(lambda m: b"just fits" in m.data[:3000])
+    finally:
+        aliases.postconf("message_size_limit=30000000")
+        aliases.reload()

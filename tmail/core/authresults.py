@@ -40,12 +40,21 @@ class Spf:
         return self.mailfrom.rpartition("@")[2].lower() if self.mailfrom else self.helo.lower()
 
     def clause(self) -> str:
+        """The spf= clause. Only ASCII goes in: the ARC seal copies this
+        field and the parsers on the way (authres, in dkimpy's seal too)
+        fail on anything else, which silently cost a message its seal. A
+        UTF-8 sender is named by its domain; a non-ASCII HELO not at all."""
         clause = f"spf={self.result}"
-        if self.mailfrom:
-            clause += f" smtp.mailfrom={pvalue(self.mailfrom)}"
-        if self.helo:
+        mailfrom = self.mailfrom if _printable_ascii(self.mailfrom) else self.mailfrom.rpartition("@")[2]
+        if mailfrom and _printable_ascii(mailfrom):
+            clause += f" smtp.mailfrom={pvalue(mailfrom)}"
+        if self.helo and _printable_ascii(self.helo):
             clause += f" smtp.helo={pvalue(self.helo)}"
         return clause
+
+
+def _printable_ascii(text: str) -> bool:
+    return text.isascii() and text.isprintable()
 
 
 def strip_own(fields: list[bytes], authserv_id: str) -> list[bytes]:

@@ -34,7 +34,10 @@ REPORT_TYPES = ("delivery-status", "global-delivery-status")
 _STATUS = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}\Z")
 # RFC 3464 s2.3.3; the worst block of a report is the one relayed
 _ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
-_KEEP_HEADERS = ("From", "To", "Cc", "Subject", "Date", "Message-ID", "In-Reply-To", "References")
+# What the original sender needs to know which message it was, and no more:
+# anyone holding an SRS address can send a "report" to it, and whatever is
+# kept here reaches the address it encodes under tmail's signature.
+_KEEP_HEADERS = ("Subject", "Date", "Message-ID")
 _ALIAS_HEADERS = ("Delivered-To", "X-Original-To")
 _STATUS_PARTS = ("message/delivery-status", "message/global-delivery-status")
 _HEADER_PARTS = ("text/rfc822-headers", "message/global-headers", "message/rfc822", "message/global")
@@ -42,7 +45,11 @@ _HEADER_PARTS = ("text/rfc822-headers", "message/global-headers", "message/rfc82
 # encoded; email's parser would read them as nested messages regardless
 _LEAVES = ("message/global-delivery-status", "message/global-headers", "message/global")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_MAX_HEADER_VALUE = 900         # a kept field stays within a line (RFC 5322 s2.1.1)
+_MAX_HEADER_VALUE = 200         # a subject's worth; a kept field stays within a line
+# A delivery status notification has three or four parts; one with far more
+# boundary lines (or nested deeper: Python's parser recursed to its limit at
+# 1,200 levels) is not one worth the parsing.
+MAX_BOUNDARIES = 100
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,15 @@ def parse_report(raw: bytes, is_alias: Callable[[str], bool]) -> Report | None:
     `is_alias(address)` tells tmail's aliases from other addresses: the
     returned headers carry the Delivered-To line tmail's pipe added.
     """
+    if raw.count(b"\n--") > MAX_BOUNDARIES:
+        return None
+    try:
+        return _parse_report(raw, is_alias)
+    except (RecursionError, ValueError, LookupError, TypeError):   # a malformed one, not an outage
+        return None
+
+
+def _parse_report(raw: bytes, is_alias: Callable[[str], bool]) -> Report | None:
     msg = message_from_bytes(raw, _class=_Part, policy=compat32)
     report = next((p for p in _walk(msg) if p.get_content_type() == "multipart/report"
                    and _report_type(p) in REPORT_TYPES), None)

@@ -57,6 +57,7 @@ class Kind(str, enum.Enum):
     SRS_BOUNCE = "srs-bounce"      # a valid SRS address: reverse and relay
     SRS_INVALID = "srs-invalid"    # forged, malformed or too old
     SRS_NOT_BOUNCE = "srs-not-bounce"
+    BUSY = "busy"                  # at its limit only through messages still in progress
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,11 @@ class Deliverability:
             rsa = next((k for k in keys if k.algorithm == "rsa"), None)
             if seal and self.seal and rsa is not None:
                 with_signatures = b"".join(added) + header
-                added = signing.arc_seal(with_signatures, digests, rsa, self.authserv_id) + added
+                sealed = signing.arc_seal(with_signatures, digests, rsa, self.authserv_id)
+                if not sealed:
+                    log.warning("no ARC seal: dkimpy made none (its chain ended or a field it "
+                                "reads did not parse)")
+                added = sealed + added
         except Exception:   # a header dkimpy cannot parse: the message still goes, unsigned
             log.exception("signing failed; the message goes on unsigned")
             return header

@@ -226,8 +226,10 @@ class Delivery:
                       still_wanted) -> Outcome:
         raw = _read_capped(_chain([header], body), MAX_BOUNCE_BYTES)
         with self.service.read() as store:
-            domains = set(store.domain_names())
-        report = dsn.parse_report(raw, lambda a: _domain_of(a) in domains)
+            # a notice names an alias only if it is one: the returned
+            # headers are whatever the report's sender wrote
+            now = self.service.clock()
+            report = dsn.parse_report(raw, lambda address: _is_alias(store, self.policy, address, now))
         if report is None:
             log.info("queue_id=%s to=<%s> not a delivery status notification (an auto-reply?): "
                      "dropped, not passed on", queue_id, recipient)
@@ -302,8 +304,12 @@ def _spf(receipt: Receipt, sender: str):
     return Spf(receipt.spf, mailfrom, receipt.helo)
 
 
-def _domain_of(address: str) -> str:
-    return address.rpartition("@")[2].strip(">").lower()
+def _is_alias(store, policy, address: str, now) -> bool:
+    try:
+        verdict = resolve(_Lookup(store), policy, address, "", now)
+    except AddressError:
+        return False
+    return verdict.alias is not None
 
 
 def _chain(first, rest):

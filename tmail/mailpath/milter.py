@@ -28,7 +28,7 @@ import socket
 
 import Milter
 
-from ..core.address import AddressError, envelope_key, parse_sender
+from ..core.address import AddressError, envelope_key, parse_envelope, parse_sender
 from ..core.authresults import Spf
 from ..core.loops import loop_reason
 from ..core.receipts import Receipt, alias_key, stored_key, verdict_name
@@ -38,6 +38,7 @@ from ..core.replies import (
     DMARC_REJECT,
     LOOP,
     SENDER_UNFORWARDABLE,
+    SRS_THROTTLED,
     TEMPFAIL,
     Reply,
     reply_for,
@@ -130,6 +131,12 @@ class TmailMilter(Milter.Base):
             return self._answer(SENDER_UNFORWARDABLE, Milter.REJECT)
         try:
             address = delivered_address(raw, resolved)
+            srs = self.service.policy.srs
+            if srs is not None and parse_envelope(address).domain == srs.domain \
+                    and self.service.srs_throttled(self.client_ip):
+                log.info("rcpt=<%s> from=<%s> verdict=throttled client=%s", address, self.sender,
+                         self.client_ip)
+                return self._answer(SRS_THROTTLED)
             key = stored_key(envelope_key(address))
             if any(r.recipient == key for r in self.receipts):
                 # Postfix delivers one copy a recipient however often it is
@@ -147,10 +154,12 @@ class TmailMilter(Milter.Base):
                         self.sender, type(exc).__name__, exc)
             return self._answer(TEMPFAIL, Milter.TEMPFAIL)
         reply = reply_for(verdict)
+        if verdict.kind is Kind.SRS_INVALID:
+            self.service.note_srs_failure(self.client_ip)
         log.info("rcpt=<%s> from=<%s> verdict=%s reason=%s%s", address, self.sender,
                  verdict.kind.value, verdict.reason, " (drop)" if verdict.drop else "")
         if reply is not None:
-            return self._answer(reply, Milter.REJECT)
+            return self._answer(reply)
         now_counted = counts(verdict) and verdict.alias.id not in counted
         if now_counted:
             self.reserved.append(verdict.alias.id)
@@ -204,6 +213,7 @@ class TmailMilter(Milter.Base):
                         self.sender, type(exc).__name__, exc)
             self._release()
             return self._answer(TEMPFAIL, Milter.TEMPFAIL)
+        service.settle(self.reserved)
         self.reserved.clear()       # the message is accepted: its counts stand
         return Milter.CONTINUE
 
@@ -215,8 +225,10 @@ class TmailMilter(Milter.Base):
         return self.abort()
 
     # -- helpers ---------------------------------------------------------------
-    def _answer(self, reply: Reply, code):
+    def _answer(self, reply: Reply, code=None):
         self.setreply(reply.code, reply.xcode, reply.text.replace("%", "%%"))
+        if code is None:
+            code = Milter.TEMPFAIL if reply.code.startswith("4") else Milter.REJECT
         return code
 
     def _spf(self) -> Spf | None:

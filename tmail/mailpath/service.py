@@ -19,6 +19,8 @@ import dataclasses
 import logging
 import queue
 import threading
+import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -36,6 +38,9 @@ log = logging.getLogger("tmail")
 DEFAULT_DEADLINE = 10.0     # seconds; Postfix's milter command_timeout is 20 s
 _RETRIES = 3
 DNS_THREADS = 8
+MAX_SRS_FAILURES = 10          # invalid SRS addresses a client may try in a window ...
+SRS_FAILURE_WINDOW = 600.0     # ... of this many seconds, then 450 for SRS addresses
+MAX_SRS_CLIENTS = 10_000
 MAX_PENDING_REFUSALS = 100_000
 
 
@@ -91,6 +96,14 @@ class Service:
         # Bounded: a flood of refused RCPTs faster than the database can
         # count them costs counts, not memory.
         self._refusals: queue.Queue = queue.Queue(maxsize=MAX_PENDING_REFUSALS)
+        # Invalid SRS addresses tried, by client address: guessing the 4
+        # characters of a hash (about 2 million values) takes one client
+        # months at MAX_SRS_FAILURES a window, not an hour.
+        self._srs_failures: dict[str, list[float]] = {}
+        self._srs_lock = threading.Lock()
+        # Counts taken at RCPT for sessions still open, by alias id.
+        self._pending: Counter = Counter()
+        self._pending_lock = threading.Lock()
         threading.Thread(target=self._record_refusals, name="tmail-stats", daemon=True).start()
 
     # -- running database work -------------------------------------------
@@ -179,9 +192,23 @@ class Service:
         verdict = self.verdict(recipient, sender, counted=counted)
         if verdict.alias is not None and verdict.alias.id in counted:
             return verdict
-        return self.reserve(verdict)
+        return self._busy_if_pending(self.reserve(verdict, pending=True))
 
-    def reserve(self, verdict: Verdict, now: datetime | None = None) -> Verdict:
+    def _busy_if_pending(self, verdict: Verdict) -> Verdict:
+        """An alias at its limit only through messages whose sessions are
+        still open (they may yet be aborted): a 451, not a 550, or a client
+        that holds RCPTs open could keep everyone else refused for good."""
+        if verdict.kind is not Kind.EXPIRED or verdict.alias is None:
+            return verdict
+        with self._pending_lock:
+            waiting = self._pending.get(verdict.alias.id, 0)
+        before = dataclasses.replace(verdict.alias, forwarded=max(0, verdict.alias.forwarded - waiting))
+        if waiting and expiry_reason(before, self.clock()) is None:
+            return Verdict(Kind.BUSY, f"at its limit while {waiting} message(s) to it are in progress",
+                           alias=verdict.alias)
+        return verdict
+
+    def reserve(self, verdict: Verdict, now: datetime | None = None, pending: bool = False) -> Verdict:
         """Count an accepted message against its alias before accepting it.
 
         The count is taken with one conditional UPDATE, so concurrent
@@ -191,6 +218,9 @@ class Service:
         if not counts(verdict):
             return verdict
         if self.write(lambda store: store.reserve(verdict.alias.id)):
+            if pending:     # for a session still open: settle() or release() follows
+                with self._pending_lock:
+                    self._pending[verdict.alias.id] += 1
             return verdict
         alias = dataclasses.replace(verdict.alias, forwarded=verdict.alias.max_messages or 0)
         now = now or self.clock()
@@ -200,10 +230,19 @@ class Service:
             self._refused(expired, alias.domain, now)
         return expired
 
+    def settle(self, alias_ids: list[int]) -> None:
+        """The message these counts were taken for was accepted: they stand."""
+        with self._pending_lock:
+            for alias_id in alias_ids:
+                self._pending[alias_id] -= 1
+                if self._pending[alias_id] <= 0:
+                    del self._pending[alias_id]
+
     def release(self, alias_ids: list[int]) -> None:
         """Give back the counts of a message that was not accepted after all."""
         if not alias_ids:
             return
+        self.settle(alias_ids)
         try:
             self.write(lambda store: [store.release(alias_id) for alias_id in alias_ids])
         except Exception:
@@ -212,6 +251,29 @@ class Service:
     def record_arrival(self, queue_id: str, receipts: list[Receipt]) -> None:
         """The milter's verdicts for an accepted message, for its delivery."""
         self.write(lambda store: store.record_receipts(queue_id, receipts, self.clock()))
+
+    # -- throttling SRS guessing ----------------------------------------------
+    def srs_throttled(self, client: str | None) -> bool:
+        if not client:
+            return False
+        with self._srs_lock:
+            return len(self._recent_srs_failures(client)) >= MAX_SRS_FAILURES
+
+    def note_srs_failure(self, client: str | None) -> None:
+        if not client:
+            return
+        with self._srs_lock:
+            if len(self._srs_failures) > MAX_SRS_CLIENTS:   # a flood of addresses: forget the oldest
+                for stale in sorted(self._srs_failures, key=lambda c: self._srs_failures[c][-1])[
+                        :MAX_SRS_CLIENTS // 2]:
+                    del self._srs_failures[stale]
+            self._recent_srs_failures(client).append(time.monotonic())
+
+    def _recent_srs_failures(self, client: str) -> list[float]:
+        since = time.monotonic() - SRS_FAILURE_WINDOW
+        recent = [t for t in self._srs_failures.get(client, ()) if t > since]
+        self._srs_failures[client] = recent
+        return recent
 
     # -- statistics, off the milter's path ---------------------------------
     def _refused(self, verdict: Verdict, domain: str, now: datetime) -> None:
