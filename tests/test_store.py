@@ -147,3 +147,21 @@ def test_migrations_upgrade_downgrade_and_upgrade_again(engine):
     migrate.upgrade(engine)
     assert {"domains", "aliases", "destinations", "blocked_senders", "receipts"} <= set(
         sa.inspect(engine).get_table_names())
+
+
+def test_keys_are_folded_as_postfix_folds_and_the_upgrade_refolds_them(store):
+    """straße and STRASSE are one recipient to Postfix (it delivered a
+    message to one of them only): one alias key. An alias made when keys
+    were lower-cased gets the folded key on upgrade."""
+    with store.begin() as conn:
+        s = Store(conn)
+        s.add_alias(record("straße"))
+        with pytest.raises(StoreError, match="exists already"):
+            s.add_alias(record("STRASSE"))
+        assert s.get_alias("strasse", "d.test").local == "straße"
+    migrate.downgrade(store, "0004")
+    with store.connect() as conn:
+        assert conn.exec_driver_sql("SELECT local_key FROM aliases").scalar() == "straße"
+    migrate.upgrade(store)
+    with store.connect() as conn:
+        assert Store(conn).get_alias("strasse", "d.test").local == "straße"

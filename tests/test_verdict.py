@@ -25,7 +25,7 @@ class MemoryLookup:
     """The in-memory twin of the database store (the AliasLookup port)."""
 
     def __init__(self, *records):
-        self.records = {(r.local.lower(), r.domain): r for r in records}
+        self.records = {(r.local.casefold(), r.domain): r for r in records}
         self.domains = {"d.test"}
 
     def is_tmail_domain(self, name):

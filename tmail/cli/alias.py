@@ -7,6 +7,7 @@ import click
 
 from .. import defaults
 from ..core import aliases as rules_mod
+from ..core.address import local_key
 from ..core.durations import format_duration, utcnow
 from ..core.verdict import AliasRecord
 from .app import CommandError, UsageError, json_option, pass_app
@@ -27,7 +28,7 @@ def alias_rules(app, store, allow_tmail_destination=False) -> rules_mod.Rules:
 def check_not_quarantined(app, store, local: str, domain: str, now) -> None:
     """A removed address stays unused for the quarantine period, so nobody
     receives mail meant for its previous owner."""
-    retired_at = store.retired_at(domain, local.lower())
+    retired_at = store.retired_at(domain, local_key(local))
     if retired_at is None:
         return
     until = retired_at + app.config.duration("lifecycle", "quarantine")

@@ -7,7 +7,7 @@ import json
 import click
 
 from ..core import aliases as rules_mod
-from ..core.address import AddressError, check_text, parse_address, parse_block_pattern
+from ..core.address import AddressError, check_text, local_key, parse_address, parse_block_pattern
 from ..core.durations import parse_duration, parse_when, utcnow
 from .alias import _settings, alias, alias_rules, check_not_quarantined, settings_options
 from .app import CommandError, UsageError, json_option, pass_app
@@ -185,14 +185,14 @@ def import_(app, file, allow_tmail_destination):
         missing = {s.domain for s in specs} - rules.tmail_domains
         if missing:
             raise CommandError(f"not tmail domains: {', '.join(sorted(missing))}; nothing imported")
-        existing = store.aliases_by_key([(s.local.lower(), s.domain) for s in specs])
+        existing = store.aliases_by_key([(local_key(s.local), s.domain) for s in specs])
         domains = {s.domain for s in specs}
         defaults_of = {d: store.domain_settings(d) for d in domains}
         since = now - app.config.duration("lifecycle", "quarantine")
         quarantined = {(k, d) for d in domains for k in store.retired_keys(d, since)}
         new = {}
         for number, spec in enumerate(specs, 1):
-            key = (spec.local.lower(), spec.domain)
+            key = (local_key(spec.local), spec.domain)
             if spec.present and key not in existing and key in quarantined:
                 raise CommandError(f"entry {number} ({spec.local}@{spec.domain}) was removed "
                                    "recently and is quarantined; nothing imported")

@@ -101,8 +101,8 @@ class Address:
 
     @property
     def key(self) -> str:
-        """Lower-cased local part: what alias lookups compare (case-insensitive)."""
-        return unquote_local(self.local).lower()
+        """What alias lookups compare: local_key()."""
+        return local_key(self.local)
 
     @property
     def smtp(self) -> str:
@@ -140,6 +140,13 @@ def parse_address(text: str) -> Address:
             f"address is {path} octets long as an SMTP path; at most {MAX_PATH_OCTETS} are allowed"
         )
     return address
+
+
+def local_key(local: str) -> str:
+    """The local part as alias lookups compare it: case-folded as Postfix
+    folds an address (full Unicode case folding, so STRASSE and straße are
+    one alias, as they are one recipient to Postfix)."""
+    return unquote_local(local).casefold()
 
 
 def unquote_local(local: str) -> str:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from ..core.address import local_key
 from ..core.lifecycle import DomainSettings
 from ..core.receipts import Receipt
 from ..core.verdict import AliasRecord, OnExpiry, expiry_reason
@@ -178,12 +179,12 @@ class Store:
         for start in range(0, len(records), _CHUNK * 10):
             batch = records[start:start + _CHUNK * 10]
             self.conn.execute(aliases.insert(), [
-                dict(domain_id=domain_ids[r.domain], local_key=r.local.lower(), **self._columns(r))
+                dict(domain_id=domain_ids[r.domain], local_key=local_key(r.local), **self._columns(r))
                 for r in batch])
-            ids = self.aliases_by_key([(r.local.lower(), r.domain) for r in batch])
+            ids = self.aliases_by_key([(local_key(r.local), r.domain) for r in batch])
             dest_rows, block_rows = [], []
             for r in batch:
-                alias_id = ids[(r.local.lower(), r.domain)].id
+                alias_id = ids[(local_key(r.local), r.domain)].id
                 dest_rows += [{"alias_id": alias_id, "address": a} for a in r.destinations]
                 block_rows += [{"alias_id": alias_id, "pattern": p} for p in sorted(set(r.blocked))]
             if dest_rows:
@@ -193,14 +194,14 @@ class Store:
 
     def add_alias(self, record: AliasRecord) -> AliasRecord:
         domain_id = self.require_domain(record.domain)
-        if self.get_alias(record.local.lower(), record.domain) is not None:
+        if self.get_alias(local_key(record.local), record.domain) is not None:
             raise StoreError(f"{record.address} exists already")
         alias_id = self.conn.execute(
-            aliases.insert().values(domain_id=domain_id, local_key=record.local.lower(),
+            aliases.insert().values(domain_id=domain_id, local_key=local_key(record.local),
                                     **self._columns(record))
         ).inserted_primary_key[0]
         self._set_children(alias_id, record)
-        return self.require_alias(record.local.lower(), record.domain)
+        return self.require_alias(local_key(record.local), record.domain)
 
     def replace_alias(self, record: AliasRecord) -> AliasRecord:
         """Write every setting of an existing alias (counters stay)."""
@@ -209,7 +210,7 @@ class Store:
             values.pop(counter)
         self.conn.execute(aliases.update().where(aliases.c.id == record.id).values(**values))
         self._set_children(record.id, record)
-        return self.require_alias(record.local.lower(), record.domain)
+        return self.require_alias(local_key(record.local), record.domain)
 
     @staticmethod
     def _columns(record: AliasRecord) -> dict:
@@ -238,7 +239,7 @@ class Store:
         self.conn.execute(destinations.delete().where(destinations.c.alias_id == record.id))
         self.conn.execute(blocked_senders.delete().where(blocked_senders.c.alias_id == record.id))
         self.conn.execute(aliases.delete().where(aliases.c.id == record.id))
-        self.retire(record.domain, record.local.lower(), now)
+        self.retire(record.domain, local_key(record.local), now)
 
     def list_aliases(self, where: AliasFilter, now: datetime) -> list[AliasRecord]:
         conditions = []
