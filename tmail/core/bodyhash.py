@@ -15,7 +15,6 @@ import re
 
 HASHES = {b"sha256": hashlib.sha256, b"sha1": hashlib.sha1}
 _WSP_RUN = re.compile(rb"[ \t]+")
-_RELAXED_TAIL = re.compile(rb" ?\r?\Z")   # after _WSP_RUN: what a later byte may still change
 
 
 class BodyHasher:
@@ -52,9 +51,9 @@ class BodyHasher:
         data = self._partial + data
         if self.relaxed:
             data = _WSP_RUN.sub(b" ", data)
-            tail = _RELAXED_TAIL.search(data).start()
-        else:
-            tail = len(data) - 1 if data.endswith(b"\r") else len(data)
+        tail = len(data) - 1 if data.endswith(b"\r") else len(data)
+        if self.relaxed and data[:tail].endswith(b" "):
+            tail -= 1     # one space (a run, compressed) that a line end would remove
         done, self._partial = data[:tail], data[tail:]
         if done:
             self._content(done)
