@@ -134,8 +134,11 @@ def test_fifty_parallel_sessions_no_tempfail_and_exact_counts(any_db):
         t.start()
     for t in threads:
         t.join()
-    assert not [c for c in codes if c[1] // 100 == 4], codes
+    # no tempfail of the database kind; the limited alias may say 451 4.2.1
+    # (at its limit while other sessions are still open: ask again later)
+    assert not [c for c in codes if c[1] // 100 == 4 and c[0] != limited], codes
     assert codes.count((limited, 250)) == 25 * 2 and codes.count((free, 250)) == 50 * 2
+    assert {c for c in codes if c[0] == limited} <= {(limited, 250), (limited, 550), (limited, 451)}
     sink.wait_for(lambda m: len(sink.to(f"{free}@real.test")) >= 50, timeout=120)
     sink.wait_for(lambda m: len(sink.to(f"{limited}@real.test")) >= 25, timeout=60)
 
@@ -170,7 +173,8 @@ def test_twenty_at_once_to_an_alias_allowed_five(any_db):
     for t in threads:
         t.join()
     assert outcomes.count("sent") == 5, outcomes
-    assert outcomes.count(expired_reply()) == 15
+    # refused for good, or (while the five are still in their sessions) for now
+    assert outcomes.count(expired_reply()) + outcomes.count(smtp_reply(replies.BUSY)) == 15, outcomes
     sink.wait_for(lambda m: len(sink.to(f"{local}@real.test")) >= 5, timeout=60)
     time.sleep(2)
     assert len(sink.to(f"{local}@real.test")) == 5
