@@ -64,6 +64,21 @@ def test_the_relay_domains_table_matches_exact_names_only():
     assert table == "/^d\\.test$/ OK\n/^srs\\.d\\.test$/ OK\n/^xn--bcher-kva\\.test$/ OK\n"
 
 
+def test_an_upgrade_replaces_tmails_own_master_entries_and_no_one_elses(cfg):
+    """An earlier tmail's pipe (flags=D) and listener are replaced without
+    --force; an admin's own service on the listener's address is not."""
+    main = {}
+    installed_main, installed_master = apply(main, {}, wiring.install_changes(cfg, main, {}))
+    old = dict(installed_master)
+    old["tmail/unix"] = old["tmail/unix"].replace("pipe null_sender=", "pipe flags=D null_sender=")
+    old["127.0.0.1:10026/inet"] = old["127.0.0.1:10026/inet"].replace(" -o message_size_limit=0", "")
+    changes = wiring.install_changes(cfg, installed_main, old)
+    assert {c.name for c in changes} == {"tmail/unix", "127.0.0.1:10026/inet"}
+    admins = {**old, "127.0.0.1:10026/inet": "127.0.0.1:10026 inet n - n - - smtpd -o content_filter=amavis"}
+    with pytest.raises(wiring.Conflict, match="10026"):
+        wiring.install_changes(cfg, installed_main, admins)
+
+
 def test_conflicting_setting_needs_force(cfg):
     main = {"tmail_time_limit": "5s"}
     with pytest.raises(wiring.Conflict, match="tmail_time_limit"):

@@ -180,6 +180,13 @@ class Conflict(Exception):
     pass
 
 
+def _tmails_own(key: str, entry: str) -> bool:
+    """A master.cf entry an earlier tmail wrote (an upgrade replaces it, as
+    --force would), as opposed to one of the admin's that happens to use the
+    same name or listener address."""
+    return key.split("/")[0] in ("tmail", "tmail-cleanup") or "syslog_name=postfix/tmail-reinject" in entry
+
+
 def install_changes(cfg, main: dict[str, str], master: dict[str, str],
                     force: bool = False) -> list[Change]:
     """The changes that wire tmail in; [] when it already is (idempotent).
@@ -208,7 +215,7 @@ def install_changes(cfg, main: dict[str, str], master: dict[str, str],
         current = master.get(key)
         if current is not None and _norm(current) == _norm(value):
             continue
-        if current and not force:
+        if current and not force and not _tmails_own(key, current):
             conflicts.append(f"master.cf {key}: {current}")
         changes.append(Change("master", key, current, value))
     if conflicts:
