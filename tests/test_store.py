@@ -165,3 +165,17 @@ def test_keys_are_folded_as_postfix_folds_and_the_upgrade_refolds_them(store):
     migrate.upgrade(store)
     with store.connect() as conn:
         assert Store(conn).get_alias("strasse", "d.test").local == "straße"
+
+
+def test_a_downgrade_keeps_the_aliases(store):
+    """On SQLite a dropped column rebuilds its table: with foreign keys on,
+    rebuilding `domains` deleted every alias (cascade)."""
+    with store.begin() as conn:
+        Store(conn).add_alias(record("keep"))
+    migrate.downgrade(store, "0002")
+    with store.connect() as conn:
+        assert conn.exec_driver_sql("SELECT local FROM aliases").scalars().all() == ["keep"]
+        assert conn.exec_driver_sql("SELECT count(*) FROM destinations").scalar() == 2
+    migrate.upgrade(store)
+    with store.connect() as conn:
+        assert Store(conn).get_alias("keep", "d.test") is not None

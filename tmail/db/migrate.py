@@ -1,6 +1,7 @@
 """Alembic migrations, run on tmail's own engine (no alembic.ini to ship)."""
 from __future__ import annotations
 
+import contextlib
 import os
 
 import sqlalchemy as sa
@@ -33,17 +34,35 @@ def current(engine: sa.Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@contextlib.contextmanager
+def _migrating(engine: sa.Engine):
+    """One transaction for a migration. On SQLite without foreign key
+    enforcement meanwhile: a column change there rebuilds the table
+    (DROP TABLE, then a copy renamed), and with foreign keys on, dropping
+    `domains` cascaded into deleting every alias."""
+    with engine.connect() as conn:
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:   # only outside a transaction does this pragma take effect
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+
 def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Upgrade to `revision`; returns (before, after). Idempotent."""
     head()
     before = current(engine)
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         command.upgrade(_config(conn), revision)
     return before, current(engine)
 
 
 def downgrade(engine: sa.Engine, revision: str) -> tuple[str | None, str | None]:
     before = current(engine)
-    with engine.begin() as conn:
+    with _migrating(engine) as conn:
         command.downgrade(_config(conn), revision)
     return before, current(engine)
