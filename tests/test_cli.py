@@ -190,7 +190,8 @@ def test_init_outside_etc_keeps_its_files_beside_the_configuration(tmp_path):
     scratch.mkdir()
     run = Cli(str(scratch / "tmail.toml"))
     created = run.json("init", "--srs-domain", "srs.d.test")["created"]
-    assert created == [str(scratch / "tmail.toml"), str(scratch / "srs.secret")]
+    assert created == [str(scratch / name) for name in ("tmail.toml", "srs.secret", "web.secret")]
+    assert os.stat(scratch / "web.secret").st_mode & 0o777 == 0o600
     assert os.stat(scratch / "tmail.db").st_mode & 0o777 == 0o600
     shown = run.json("config", "show")["config"]   # written into the file, not implied
     text = (scratch / "tmail.toml").read_text()

@@ -24,8 +24,10 @@ _CHOICES = {
     ("aliases", "random_style"): ("token", "words"),
     ("daemon", "log_level"): ("debug", "info", "warning", "error"),
     ("srs", "separator"): ("=", "-", "+"),
+    ("web", "signup"): ("closed", "invite", "open"),
 }
-_DURATIONS = {("lifecycle", "purge_grace"), ("lifecycle", "quarantine")}
+_DURATIONS = {("lifecycle", "purge_grace"), ("lifecycle", "quarantine"), ("lifecycle", "activity_kept"),
+              ("web", "session_lifetime")}
 _RANGES = {
     ("database", "busy_timeout_ms"): (0, 600_000),
     ("database", "timeout_s"): (1, 60),
@@ -36,6 +38,9 @@ _RANGES = {
     ("daemon", "reinject_timeout_s"): (1, 3600),
     ("daemon", "max_received_headers"): (5, 200),
     ("dns", "timeout_s"): (1, 60),
+    ("web", "max_aliases"): (0, 10_000_000),
+    ("web", "aliases_per_hour"): (0, 1_000_000),
+    ("web", "workers"): (1, 64),
 }
 
 
@@ -61,6 +66,19 @@ class Config:
     def key_store(self):
         from .keys import KeyStore
         return KeyStore(self.data["dkim"]["key_directory"], self.data["postfix"]["pipe_user"])
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach the web app, for links in mail (no trailing /)."""
+        web = self.data["web"]
+        if web["base_url"]:
+            return web["base_url"].rstrip("/")
+        listen = web["listen"]
+        return "http://localhost" if listen.startswith("unix:") else f"http://{listen}"
+
+    @property
+    def signup_domains(self) -> frozenset[str]:
+        return frozenset(self.data["web"]["signup_domains"].replace(",", " ").split())
 
     @property
     def notice_from(self) -> str:
@@ -129,6 +147,13 @@ def _check_value(path: str, section: str, key: str, value, default):
             value = normalise_domain(value)
         except AddressError as exc:
             raise ConfigError(f"{where}: expected a host or domain name: {exc}") from None
+    if (section, key) == ("web", "signup_domains") and value:
+        try:
+            value = ", ".join(normalise_domain(d) for d in value.replace(",", " ").split())
+        except AddressError as exc:
+            raise ConfigError(f"{where}: expected domain names: {exc}") from None
+    if (section, key) == ("web", "base_url") and value and not value.startswith(("https://", "http://")):
+        raise ConfigError(f"{where}: expected an http:// or https:// URL, got {value!r}")
     if (section, key) == ("aliases", "recipient_delimiter") and len(value) > 1:
         raise ConfigError(f"{where}: expected a single character or an empty string")
     return value

@@ -85,6 +85,31 @@ DEFAULTS = {
         "quarantine": "180d",
         # Expiry warnings come from this address ("" = postmaster@ the SRS domain).
         "notice_from": "",
+        # Per-alias activity (time, sender, verdict) for its owner's page.
+        "activity_kept": "30d",
+    },
+    "web": {
+        # Where gunicorn listens: host:port, or unix:/path for a socket.
+        "listen": "127.0.0.1:8025",
+        # The address people reach the app at (links in mail); "" = http://<listen>.
+        "base_url": "",
+        # Signs CSRF tokens; written 0600 by `tmail init`.
+        "secret_key_file": "/etc/tmail/web.secret",
+        "session_lifetime": "14d",
+        # Who may create an account: "closed" (the admin, with `tmail user
+        # add`), "invite" (a link from `tmail user invite`), "open" (anyone
+        # whose address is at one of signup_domains, once it is verified).
+        "signup": "closed",
+        "signup_domains": "",
+        # Passwords reset by an e-mailed link (else only by the admin).
+        "password_reset": False,
+        # Each user's limits, unless `tmail user set` gives them others.
+        "max_aliases": 1000,
+        "aliases_per_hour": 60,
+        "workers": 2,
+        # Only when the app is served over HTTPS (behind nginx): cookies are
+        # then Secure. Off for a plain-HTTP trial on localhost.
+        "secure_cookies": True,
     },
     "postfix": {
         "config_directory": "/etc/postfix",

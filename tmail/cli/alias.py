@@ -85,8 +85,28 @@ def text_of(record: AliasRecord, now) -> str:
     return "\n".join(lines)
 
 
-def _emit_alias(app, record, now, **extra):
-    app.emit({"ok": True, **extra, "alias": rules_mod.describe(record, now)}, text_of(record, now))
+def owner_email(store, record) -> str | None:
+    if record.owner_id is None:
+        return None
+    from ..db.accounts import Accounts
+    found = Accounts(store.conn).user(record.owner_id)
+    return found.email if found else None
+
+
+def _emit_alias(app, record, now, owner=None, **extra):
+    app.emit({"ok": True, **extra, "alias": rules_mod.describe(record, now, owner)},
+             text_of(record, now) + (f"\n  owner:     {owner}" if owner else ""))
+
+
+def _owner(store, email):
+    """The user --owner names, or a clear refusal."""
+    from ..db.accounts import Accounts
+    if email is None:
+        return None
+    found = Accounts(store.conn).user_by_email(str(email))
+    if found is None:
+        raise CommandError(f"no user {email} (create it with `tmail user add {email}`)")
+    return found
 
 
 @click.group()
@@ -101,15 +121,18 @@ def alias():
 @click.option("--random", "random_", is_flag=True, help="Pick an unguessable local part.")
 @click.option("--style", type=click.Choice(["token", "words"]),
               help="Random local part style (default from the configuration).")
+@click.option("--owner", type=ADDRESS, help="The user who owns it (forwards only to their verified "
+              "destinations; a new --to is added to theirs, to be verified).")
 @settings_options
 @json_option
 @pass_app
-def add(app, local, domain, to, random_, style, allow_tmail_destination, **options):
+def add(app, local, domain, to, random_, style, owner, allow_tmail_destination, **options):
     """Create an alias LOCAL@DOMAIN (or a random one with --random)."""
     if bool(local) == bool(random_):
         raise UsageError("give a LOCAL part or --random (one of them)")
     now = utcnow()
     with app.store() as store:
+        owner_user = _owner(store, owner)
         store.require_domain(domain)
         domain_defaults = store.domain_settings(domain)
         settings = rules_mod.with_defaults(_settings(**options), domain_defaults)
@@ -124,8 +147,15 @@ def add(app, local, domain, to, random_, style, allow_tmail_destination, **optio
                     break
         rules_mod.check_alias_local(local, rules)
         check_not_quarantined(app, store, local, domain, now)
-        record = store.add_alias(rules_mod.new_alias(local, domain, dests, settings, now))
-    _emit_alias(app, record, now, changed=True)
+        new = rules_mod.new_alias(local, domain, dests, settings, now)
+        if owner_user is not None:
+            from ..db.accounts import Accounts
+            accounts = Accounts(store.conn)
+            for address in dests:
+                accounts.add_destination(owner_user.id, address, now)
+            new = dataclasses.replace(new, owner_id=owner_user.id)
+        record = store.add_alias(new)
+    _emit_alias(app, record, now, owner_user.email if owner_user else None, changed=True)
 
 
 def _lookup(store, address):
@@ -140,7 +170,8 @@ def show(app, address):
     """Show an alias with its counters and time left."""
     with app.store() as store:
         record = _lookup(store, address)
-    _emit_alias(app, record, utcnow())
+        owner = owner_email(store, record)
+    _emit_alias(app, record, utcnow(), owner)
 
 
 @alias.command("list")
@@ -148,16 +179,21 @@ def show(app, address):
 @click.option("--state", type=click.Choice(["active", "expired", "disabled"]))
 @click.option("--destination", type=ADDRESS)
 @click.option("--expiring-within", type=DURATION, help="Only aliases expiring this soon (3d).")
+@click.option("--owner", type=ADDRESS, help="Only the aliases this user owns.")
 @json_option
 @pass_app
-def list_(app, domain, state, destination, expiring_within):
+def list_(app, domain, state, destination, expiring_within, owner):
     """List aliases, optionally filtered."""
+    from ..db.accounts import Accounts
     from ..db.store import AliasFilter
     now = utcnow()
     with app.store() as store:
+        owner_user = _owner(store, owner)
         records = store.list_aliases(
-            AliasFilter(domain, state, str(destination) if destination else None, expiring_within), now)
-    rows = [rules_mod.describe(r, now) for r in records]
+            AliasFilter(domain, state, str(destination) if destination else None, expiring_within,
+                        owner_user.id if owner_user else None), now)
+        emails = {u.id: u.email for u in Accounts(store.conn).list_users()}
+    rows = [rules_mod.describe(r, now, emails.get(r.owner_id)) for r in records]
     text = "\n".join(
         f"{r['address']:45} {r['state']:9} {', '.join(r['destinations'])}" for r in rows
     ) or "no aliases"

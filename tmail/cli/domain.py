@@ -81,7 +81,7 @@ def _settings_json(settings) -> dict:
     return {"default_ttl_seconds": seconds(settings.ttl), "default_idle_seconds": seconds(settings.idle),
             "default_on_expiry": settings.on_expiry.value if settings.on_expiry else None,
             "random_style": settings.random_style, "warn_before_seconds": seconds(settings.warn_before),
-            "from_rewrite": settings.from_rewrite or FROM_REWRITE_DEFAULT}
+            "from_rewrite": settings.from_rewrite or FROM_REWRITE_DEFAULT, "shared": settings.shared}
 
 
 def _settings_text(name, settings) -> str:
@@ -90,7 +90,8 @@ def _settings_text(name, settings) -> str:
     return (f"{name}: default ttl {show(settings.ttl)}, default idle {show(settings.idle)}, "
             f"on expiry {settings.on_expiry.value if settings.on_expiry else '-'}, "
             f"random style {settings.random_style or '-'}, warn before {show(settings.warn_before)}, "
-            f"from rewrite {settings.from_rewrite or FROM_REWRITE_DEFAULT}")
+            f"from rewrite {settings.from_rewrite or FROM_REWRITE_DEFAULT}"
+            f"{', shared with every user' if settings.shared else ''}")
 
 
 @domain.command("show")
@@ -117,12 +118,15 @@ def show(app, name):
               help="Warn the owner this long before expiry (off: 'none').")
 @click.option("--from-rewrite", type=click.Choice(["never", "when-needed", "always"]),
               help="DMARC-safe From rewriting for the domain's aliases (default when-needed).")
+@click.option("--shared/--not-shared", default=None,
+              help="Every user may create addresses here (else only users given the domain).")
 @json_option
 @pass_app
-def set_(app, name, default_ttl, default_idle, on_expiry, random_style, warn_before, from_rewrite):
+def set_(app, name, default_ttl, default_idle, on_expiry, random_style, warn_before, from_rewrite, shared):
     """Set a domain's defaults; options not given stay as they are."""
     given = {"ttl": default_ttl, "idle": default_idle, "on_expiry": on_expiry,
-             "random_style": random_style, "warn_before": warn_before, "from_rewrite": from_rewrite}
+             "random_style": random_style, "warn_before": warn_before, "from_rewrite": from_rewrite,
+             "shared": shared}
     changes = {k: (None if v == "none" else v) for k, v in given.items() if v is not None}
     if changes.get("on_expiry"):
         changes["on_expiry"] = OnExpiry(changes["on_expiry"])

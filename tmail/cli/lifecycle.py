@@ -54,10 +54,8 @@ def purge(app, dry_run):
 @pass_app
 def notify(app, dry_run):
     """Warn aliases' owners before their address expires (once per expiry date)."""
-    from ..mailpath.deliverability import from_config
-    from ..mailpath.smtp import SmtpClient
+    from .. import outbound
     cfg = app.config
-    signer = from_config(cfg)
     now = utcnow()
     due = []
     with app.store() as store:
@@ -73,15 +71,7 @@ def notify(app, dry_run):
             continue
         notice = lifecycle.expiry_notice(record, sender=cfg.notice_from, now=now,
                                          host=cfg["srs"]["domain"] or socket.getfqdn())
-        notice = signer.sign_message(notice, cfg.notice_from.rpartition("@")[2], cfg["srs"]["domain"])
-        client = SmtpClient(cfg["daemon"]["reinject_host"], cfg["daemon"]["reinject_port"],
-                            timeout=cfg["daemon"]["reinject_timeout_s"])
-        try:
-            client.envelope(cfg.notice_from, list(record.destinations),
-                            utf8=not all(d.isascii() for d in record.destinations))
-            client.send_message([notice])
-        finally:
-            client.close()
+        outbound.send(cfg, list(record.destinations), notice)
         # One transaction per warning: a failure later on never re-sends
         # the warnings already out.
         with app.store() as store:

@@ -46,7 +46,8 @@ def files_beside(path: str) -> dict:
         return {}
     return {"database": {"url": f"sqlite:///{os.path.join(directory, 'tmail.db')}"},
             "srs": {"secret_file": os.path.join(directory, "srs.secret")},
-            "dkim": {"key_directory": os.path.join(directory, "dkim")}}
+            "dkim": {"key_directory": os.path.join(directory, "dkim")},
+            "web": {"secret_key_file": os.path.join(directory, "web.secret")}}
 
 
 @click.command("init")
@@ -65,7 +66,7 @@ def init(app, srs_domain, database_url, admin, secret_file, owner):
     path = config_mod.config_path(app.config_path)
     created = []
     if not os.path.exists(path):
-        values = {"database": {}, "srs": {}, "aliases": {}, "dkim": {}}
+        values = {"database": {}, "srs": {}, "aliases": {}, "dkim": {}, "web": {}}
         for section, items in files_beside(path).items():
             values[section].update(items)
         if database_url:
@@ -85,10 +86,10 @@ def init(app, srs_domain, database_url, admin, secret_file, owner):
         created.append(path)
     cfg = config_mod.load(path)
     app._config = cfg
-    secret_file = cfg["srs"]["secret_file"]
-    if not os.path.exists(secret_file):
-        _write_private(secret_file, secrets.token_urlsafe(32).encode() + b"\n", 0o600, owner_ids)
-        created.append(secret_file)
+    for secret_file in (cfg["srs"]["secret_file"], cfg["web"]["secret_key_file"]):
+        if not os.path.exists(secret_file):
+            _write_private(secret_file, secrets.token_urlsafe(32).encode() + b"\n", 0o600, owner_ids)
+            created.append(secret_file)
     from ..db import migrate
     from ..db.engine import sqlite_path
     before, after = migrate.upgrade(app.engine)

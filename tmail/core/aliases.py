@@ -137,8 +137,9 @@ def state(record: AliasRecord, now: datetime) -> str:
     return "expired" if expiry_reason(record, now) else "active"
 
 
-def describe(record: AliasRecord, now: datetime) -> dict:
-    """The JSON form of an alias (the schema documented in README.md)."""
+def describe(record: AliasRecord, now: datetime, owner: str | None = None) -> dict:
+    """The JSON form of an alias (the schema documented in README.md);
+    `owner`: the owning user's e-mail address (None: the admin's alias)."""
     left = None
     if record.expires_at is not None:
         left = max(0, int((record.expires_at - now).total_seconds()))
@@ -160,6 +161,8 @@ def describe(record: AliasRecord, now: datetime) -> dict:
         "last_forwarded_at": record.last_forwarded_at,
         "blocked_senders": list(record.blocked),
         "from_rewrite": record.from_rewrite,
+        "owner": owner,
+        "unverified_destinations": list(record.unverified),
     }
 
 

@@ -20,6 +20,7 @@ class DomainSettings:
     random_style: str | None = None
     warn_before: timedelta | None = None
     from_rewrite: str | None = None      # DMARC-safe From rewriting (None: when-needed)
+    shared: bool = False                 # every user may create addresses here
 
 
 def expired_since(record: AliasRecord) -> datetime | None:

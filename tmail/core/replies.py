@@ -27,6 +27,7 @@ SRS_NOT_BOUNCE = Reply("550", "5.7.1",
 BUSY = Reply("451", "4.2.1", "Recipient address at its message limit while messages to it are in progress; "
                             "try again later")
 SRS_THROTTLED = Reply("450", "4.7.1", "Too many invalid bounce addresses from your address; try again later")
+UNVERIFIED = Reply("450", "4.2.1", "Recipient address not yet in use; try again later")
 TEMPFAIL = Reply("451", "4.3.0", "Temporary lookup failure, please try again later")
 BAD_RECIPIENT = Reply("501", "5.1.3", "Bad recipient address syntax")
 BAD_SENDER = Reply("501", "5.1.7", "Bad sender address syntax")
@@ -43,6 +44,7 @@ _BY_KIND = {
     Kind.SRS_INVALID: SRS_INVALID,
     Kind.SRS_NOT_BOUNCE: SRS_NOT_BOUNCE,
     Kind.BUSY: BUSY,
+    Kind.UNVERIFIED: UNVERIFIED,
 }
 
 

@@ -40,10 +40,18 @@ class AliasRecord:
     from_rewrite: str | None = None          # never | when-needed | always; None: the domain's
     domain_from_rewrite: str | None = None   # the domain's setting (None: the default)
     id: int | None = None
+    owner_id: int | None = None              # the user who owns it (None: the admin's)
+    # Destinations its owner has not verified yet: nothing is forwarded there.
+    unverified: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
         return f"{self.local}@{self.domain}"
+
+    @property
+    def forwardable(self) -> tuple[str, ...]:
+        """The destinations mail goes to: the verified ones."""
+        return tuple(d for d in self.destinations if d not in self.unverified)
 
 
 class Kind(str, enum.Enum):
@@ -57,6 +65,7 @@ class Kind(str, enum.Enum):
     SRS_BOUNCE = "srs-bounce"      # a valid SRS address: reverse and relay
     SRS_INVALID = "srs-invalid"    # forged, malformed or too old
     SRS_NOT_BOUNCE = "srs-not-bounce"
+    UNVERIFIED = "unverified"      # its destinations are not verified yet: try later
     BUSY = "busy"                  # at its limit only through messages still in progress
 
 
@@ -118,4 +127,6 @@ def decide(
         return Verdict(Kind.EXPIRED, reason, drop=drop, alias=record)
     if sender_blocked(record, sender):
         return Verdict(Kind.BLOCKED, f"sender {sender} is blocked for this alias", alias=record)
-    return Verdict(Kind.FORWARD, "active alias", record.destinations, alias=record)
+    if not record.forwardable:
+        return Verdict(Kind.UNVERIFIED, "no verified destination yet", alias=record)
+    return Verdict(Kind.FORWARD, "active alias", record.forwardable, alias=record)

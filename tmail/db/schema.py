@@ -36,6 +36,8 @@ domains = sa.Table(
     sa.Column("warn_before_seconds", sa.Integer, nullable=True),
     # DMARC-safe From rewriting: never | when-needed | always (None: when-needed).
     sa.Column("from_rewrite", sa.String(12), nullable=True),
+    # Every user may create aliases here (else only users given the domain).
+    sa.Column("shared", sa.Boolean, nullable=False, default=False),
 )
 
 aliases = sa.Table(
@@ -57,7 +59,11 @@ aliases = sa.Table(
     # The expiry date a warning was sent for: at most one per expiry date.
     sa.Column("warned_for", sa.DateTime, nullable=True),
     sa.Column("from_rewrite", sa.String(12), nullable=True),   # None: the domain's
+    # The user who owns it (None: the admin's, made at the CLI).
+    sa.Column("owner_id", sa.Integer, nullable=True),
     sa.UniqueConstraint("domain_id", "local_key", name="uq_aliases_domain_local"),
+    # a user's page, newest first, without sorting all their aliases
+    sa.Index("ix_aliases_owner_created", "owner_id", "created_at"),
 )
 
 destinations = sa.Table(
@@ -115,4 +121,95 @@ events = sa.Table(
     sa.Column("domain", key_string(255), nullable=False),
     sa.Column("kind", sa.String(10), nullable=False),   # forwarded | refused
     sa.Column("at", sa.DateTime, nullable=False, index=True),
+)
+
+# -- the people who own addresses (accounts, their destinations, sign-in) ----
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", key_string(320), nullable=False, unique=True),   # case-folded
+    sa.Column("password_hash", sa.String(255), nullable=True),         # None: not set yet
+    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("max_aliases", sa.Integer, nullable=True),       # active aliases (None: the default)
+    sa.Column("max_per_hour", sa.Integer, nullable=True),      # aliases created an hour
+    sa.Column("totp_secret", sa.String(64), nullable=True),    # None: no second factor
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("password_changed_at", sa.DateTime, nullable=True),
+    sa.Column("last_login_at", sa.DateTime, nullable=True),
+)
+
+# Domains a user may create aliases at (besides the shared ones).
+user_domains = sa.Table(
+    "user_domains", metadata,
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("domain_id", sa.Integer, sa.ForeignKey("domains.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# Where a user's aliases may forward to: nothing is forwarded to an address
+# until its owner followed the link sent to it (verified_at).
+user_destinations = sa.Table(
+    "user_destinations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("address", key_string(256), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("verified_at", sa.DateTime, nullable=True),
+    sa.Column("last_sent_at", sa.DateTime, nullable=True),   # the last verification mail (throttle)
+    sa.UniqueConstraint("user_id", "address", name="uq_user_destinations_user_address"),
+)
+
+# One-time links (set or reset a password, verify a destination, sign up):
+# only a hash of the token is kept.
+tokens = sa.Table(
+    "tokens", metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("subject", key_string(320), nullable=False, default=""),   # e.g. the destination
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("used_at", sa.DateTime, nullable=True),
+)
+
+web_sessions = sa.Table(
+    "web_sessions", metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("last_seen_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False, index=True),
+    sa.Column("client", sa.String(64), nullable=False, default=""),
+    sa.Column("user_agent", sa.String(200), nullable=False, default=""),
+)
+
+recovery_codes = sa.Table(
+    "recovery_codes", metadata,
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("code_hash", sa.String(64), primary_key=True),
+    sa.Column("used_at", sa.DateTime, nullable=True),
+)
+
+# Failed sign-ins, by account and by client address, for throttling (kept
+# in the database: the web app runs as several processes).
+login_failures = sa.Table(
+    "login_failures", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("key", key_string(330), nullable=False),   # "account:<email>" or "client:<address>"
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Index("ix_login_failures_key_at", "key", "at"),
+)
+
+# What happened at each alias (for its owner's detail page).
+activity = sa.Table(
+    "activity", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("alias_id", sa.Integer, nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False, index=True),
+    sa.Column("sender", key_string(320), nullable=False, default=""),
+    sa.Column("verdict", sa.String(16), nullable=False),     # forward | disabled | sender-blocked ...
+    sa.Column("reason", sa.String(200), nullable=False, default=""),
+    sa.Index("ix_activity_alias_at", "alias_id", "at"),
 )

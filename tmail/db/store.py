@@ -14,7 +14,16 @@ from ..core.address import local_key
 from ..core.lifecycle import DomainSettings
 from ..core.receipts import Receipt
 from ..core.verdict import AliasRecord, OnExpiry, expiry_reason
-from .schema import aliases, blocked_senders, destinations, domains, events, receipts, retired
+from .schema import (
+    aliases,
+    blocked_senders,
+    destinations,
+    domains,
+    events,
+    receipts,
+    retired,
+    user_destinations,
+)
 
 
 class StoreError(Exception):
@@ -37,6 +46,7 @@ class AliasFilter:
     state: str | None = None        # active | expired | disabled
     destination: str | None = None
     expiring_within: timedelta | None = None
+    owner_id: int | None = None
 
 
 _CHUNK = 500
@@ -47,9 +57,15 @@ _LOOKUP_BASE = (
 )
 # One round trip for the hot path: the alias with its destinations and
 # blocked senders joined in (a handful of rows), not three queries.
+# An owned alias forwards only to destinations its owner verified: the
+# verification of each destination comes along in the same query.
+_VERIFIED = sa.and_(user_destinations.c.user_id == aliases.c.owner_id,
+                    user_destinations.c.address == destinations.c.address)
 _LOOKUP = (
-    _LOOKUP_BASE.add_columns(destinations.c.address.label("dest"), blocked_senders.c.pattern.label("block"))
+    _LOOKUP_BASE.add_columns(destinations.c.address.label("dest"), blocked_senders.c.pattern.label("block"),
+                             user_destinations.c.verified_at.label("dest_verified"))
     .outerjoin(destinations, destinations.c.alias_id == aliases.c.id)
+    .outerjoin(user_destinations, _VERIFIED)
     .outerjoin(blocked_senders, blocked_senders.c.alias_id == aliases.c.id)
     .where(domains.c.name == sa.bindparam("domain"), aliases.c.local_key == sa.bindparam("key"))
     .order_by(destinations.c.id, blocked_senders.c.pattern)
@@ -80,7 +96,7 @@ class Store:
         """Add a domain; False if it was there already (idempotent)."""
         if self.domain_id(name) is not None:
             return False
-        self.conn.execute(domains.insert().values(name=name, created_at=to_db(now)))
+        self.conn.execute(domains.insert().values(name=name, created_at=to_db(now), shared=False))
         return True
 
     def list_domains(self) -> list[dict]:
@@ -115,7 +131,7 @@ class Store:
 
     # -- aliases ---------------------------------------------------------
     @staticmethod
-    def _record(row, dests: tuple, blocks: tuple) -> AliasRecord:
+    def _record(row, dests: tuple, blocks: tuple, unverified: tuple = ()) -> AliasRecord:
         return AliasRecord(
             id=row.id, local=row.local, domain=row.domain, destinations=dests,
             enabled=bool(row.enabled), created_at=from_db(row.created_at),
@@ -124,17 +140,20 @@ class Store:
             on_expiry=OnExpiry(row.on_expiry), forwarded=row.forwarded, refused=row.refused,
             last_forwarded_at=from_db(row.last_forwarded_at), blocked=blocks, note=row.note,
             warned_for=from_db(row.warned_for), from_rewrite=row.from_rewrite,
-            domain_from_rewrite=row.domain_from_rewrite,
+            domain_from_rewrite=row.domain_from_rewrite, owner_id=row.owner_id,
+            unverified=unverified if row.owner_id is not None else (),
         )
 
     def get_alias(self, key: str, domain: str) -> AliasRecord | None:
-        """The alias with lower-cased local part `key` at `domain`."""
+        """The alias with local part key `key` (local_key()) at `domain`."""
         rows = self.conn.execute(_LOOKUP, {"domain": domain, "key": key}).all()
         if not rows:
             return None
         dests = tuple(dict.fromkeys(r.dest for r in rows if r.dest is not None))
         blocks = tuple(sorted({r.block for r in rows if r.block is not None}))
-        return self._record(rows[0], dests, blocks)
+        unverified = tuple(dict.fromkeys(r.dest for r in rows
+                                         if r.dest is not None and r.dest_verified is None))
+        return self._record(rows[0], dests, blocks, unverified)
 
     def require_alias(self, key: str, domain: str) -> AliasRecord:
         found = self.get_alias(key, domain)
@@ -155,23 +174,29 @@ class Store:
                     _LOOKUP_BASE.where(domains.c.name == domain,
                                        aliases.c.local_key.in_(wanted[start:start + _CHUNK]))).all()
         children = self._children([row.id for row in rows])
-        return {(row.local_key, row.domain): self._record(row, *children.get(row.id, ((), ())))
+        return {(row.local_key, row.domain): self._record(row, *children.get(row.id, ((), (), ())))
                 for row in rows}
 
-    def _children(self, ids: list[int]) -> dict[int, tuple[tuple, tuple]]:
+    def _children(self, ids: list[int]) -> dict[int, tuple[tuple, tuple, tuple]]:
         dests: dict[int, list] = {}
         blocks: dict[int, list] = {}
+        unverified: dict[int, list] = {}
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start:start + _CHUNK]
-            for alias_id, address in self.conn.execute(
-                    sa.select(destinations.c.alias_id, destinations.c.address)
+            for alias_id, address, verified in self.conn.execute(
+                    sa.select(destinations.c.alias_id, destinations.c.address, user_destinations.c.verified_at)
+                    .join(aliases, aliases.c.id == destinations.c.alias_id)
+                    .outerjoin(user_destinations, _VERIFIED)
                     .where(destinations.c.alias_id.in_(chunk)).order_by(destinations.c.id)):
                 dests.setdefault(alias_id, []).append(address)
+                if verified is None:
+                    unverified.setdefault(alias_id, []).append(address)
             for alias_id, pattern in self.conn.execute(
                     sa.select(blocked_senders.c.alias_id, blocked_senders.c.pattern)
                     .where(blocked_senders.c.alias_id.in_(chunk)).order_by(blocked_senders.c.pattern)):
                 blocks.setdefault(alias_id, []).append(pattern)
-        return {i: (tuple(dests.get(i, ())), tuple(blocks.get(i, ()))) for i in ids}
+        return {i: (tuple(dests.get(i, ())), tuple(blocks.get(i, ())), tuple(unverified.get(i, ())))
+                for i in ids}
 
     def add_aliases(self, records: list[AliasRecord]) -> None:
         """Insert many new aliases with few statements (executemany)."""
@@ -222,6 +247,7 @@ class Store:
             on_expiry=record.on_expiry.value, forwarded=record.forwarded,
             refused=record.refused, last_forwarded_at=to_db(record.last_forwarded_at),
             warned_for=to_db(record.warned_for), from_rewrite=record.from_rewrite,
+            owner_id=record.owner_id,
         )
 
     def _set_children(self, alias_id: int, record: AliasRecord) -> None:
@@ -248,6 +274,8 @@ class Store:
         if where.expiring_within is not None:
             conditions += [aliases.c.enabled == sa.true(), aliases.c.expires_at > to_db(now),
                            aliases.c.expires_at <= to_db(now + where.expiring_within)]
+        if where.owner_id is not None:
+            conditions.append(aliases.c.owner_id == where.owner_id)
         if where.destination:
             conditions.append(aliases.c.id.in_(
                 sa.select(destinations.c.alias_id).where(destinations.c.address == where.destination)))
@@ -353,7 +381,7 @@ class Store:
             ttl=seconds(row.default_ttl_seconds), idle=seconds(row.default_idle_seconds),
             on_expiry=OnExpiry(row.default_on_expiry) if row.default_on_expiry else None,
             random_style=row.random_style, warn_before=seconds(row.warn_before_seconds),
-            from_rewrite=row.from_rewrite)
+            from_rewrite=row.from_rewrite, shared=bool(row.shared))
 
     def set_domain_settings(self, name: str, settings: DomainSettings) -> None:
         seconds = lambda v: int(v.total_seconds()) if v else None  # noqa: E731
@@ -361,7 +389,7 @@ class Store:
             default_ttl_seconds=seconds(settings.ttl), default_idle_seconds=seconds(settings.idle),
             default_on_expiry=settings.on_expiry.value if settings.on_expiry else None,
             random_style=settings.random_style, warn_before_seconds=seconds(settings.warn_before),
-            from_rewrite=settings.from_rewrite))
+            from_rewrite=settings.from_rewrite, shared=settings.shared))
 
     # -- lifecycle ---------------------------------------------------------
     def retired_at(self, domain: str, key: str) -> datetime | None:

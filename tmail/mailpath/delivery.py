@@ -149,8 +149,14 @@ class Delivery:
                                       receipt, digest, still_wanted)
         if verdict.kind is Kind.ROLE:
             destinations = verdict.destinations
+        elif verdict.alias is not None and verdict.alias.forwardable:
+            # disabled or expired since: still forwarded; to verified destinations only
+            destinations = verdict.alias.forwardable
         elif verdict.alias is not None:
-            destinations = verdict.alias.destinations   # disabled or expired since: still forwarded
+            _drain(body)
+            log.warning("queue_id=%s to=<%s> accepted, but no verified destination is left: "
+                        "discarded", queue_id, recipient)
+            return Outcome(EX_OK, "2.0.0 discarded: no verified destination")
         else:
             _drain(body)
             log.warning("queue_id=%s to=<%s> accepted, but the alias was removed before "
