@@ -334,6 +334,19 @@ def test_a_client_guessing_srs_addresses_is_slowed_down(service):
     assert rcpt(other, valid) == Milter.CONTINUE
 
 
+def test_a_refused_message_is_noted_in_the_alias_activity(service):
+    """For the owner's page: when, from whom, and why it was refused."""
+    from tmail.db.accounts import Accounts
+    assert drive(service, "x@spam.test", "shop@d.test")[0] == Milter.REJECT
+
+    def rows():
+        with service.read() as store:
+            return Accounts(store.conn).activity(store.get_alias("shop", "d.test").id)
+    wait_for(lambda: rows(), what="an activity row")
+    [row] = rows()
+    assert (row.sender, row.verdict) == ("x@spam.test", "sender-blocked") and "blocked" in row.reason
+
+
 def test_percent_in_reply_text_is_escaped(service, monkeypatch):
     monkeypatch.setattr(replies, "_BY_KIND", {**replies._BY_KIND})
     odd = replies.Reply("550", "5.1.1", "100% unknown")

@@ -16,6 +16,7 @@ from .app import json_option, pass_app
 
 EVENTS_KEPT = timedelta(days=8)       # stats look back 7 days
 RECEIPTS_KEPT = timedelta(days=30)  # longer than Postfix keeps a message queued
+FAILURES_KEPT = timedelta(days=1)   # sign-in throttling looks back minutes, not days
 
 
 @click.command("purge")
@@ -39,6 +40,12 @@ def purge(app, dry_run):
             store.forget_events(now - EVENTS_KEPT)
             store.forget_receipts(now - RECEIPTS_KEPT)
             store.forget_retired(now - quarantine)
+            from ..db.accounts import Accounts
+            accounts = Accounts(store.conn)
+            accounts.forget_activity(now - cfg.duration("lifecycle", "activity_kept"))
+            accounts.forget_tokens(now)          # expired links
+            accounts.forget_sessions(now)        # expired sessions
+            accounts.forget_failures(now - FAILURES_KEPT)
         if dry_run:
             store.conn.rollback()
     addresses = [r.address for r in due]

@@ -29,6 +29,7 @@ from ..core.fromrewrite import DEFAULT_MODE as FROM_REWRITE_DEFAULT
 from ..core.receipts import DROP, Receipt, alias_key, header_digest, stored_key, verdict_name
 from ..core.resolve import resolve
 from ..core.verdict import AliasRecord, Kind
+from ..db.accounts import Accounts
 from .service import Service, _Lookup, counts
 from .smtp import Abandoned, SmtpClient, SmtpError
 from .wire import WireError
@@ -127,7 +128,7 @@ class Delivery:
                 return Outcome(EX_OK, f"2.0.0 already forwarded to {verdict.alias.address}'s "
                                       "destinations (one copy a message, whatever the +tag)")
         if receipt is None:
-            verdict = self.service.reserve(verdict, now)   # counted now, unless refused
+            verdict = self.service.reserve(verdict, now, sender=sender)   # counted now, unless refused
             receipt = Receipt(key, verdict_name(verdict) or "", counted=counts(verdict),
                               alias=alias_key(verdict.alias.address) if verdict.alias else "")
             if not receipt.verdict:
@@ -191,7 +192,7 @@ class Delivery:
         reply = self._send(envelope_sender, list(destinations), utf8, _chain([header], body),
                            still_wanted)
         self._done(queue_id, recipient, receipt, digest, alias.id if alias else None,
-                   forwarded=True)
+                   forwarded=True, sender=sender_text)
         return Outcome(EX_OK, f"2.0.0 forwarded ({reply})")
 
     def _loop(self, header: bytes, recipient: str) -> str | None:
@@ -262,7 +263,7 @@ class Delivery:
             client.close()
 
     def _done(self, queue_id, recipient, receipt: Receipt, digest: str, alias_id: int | None,
-              forwarded: bool) -> None:
+              forwarded: bool, sender: str = "") -> None:
         """Record the delivery; after a 250 the answer is success, whatever
         happens here. A message counted at RCPT time is not counted twice."""
         now = self.service.clock()
@@ -273,6 +274,8 @@ class Delivery:
                 store.add_event(parse_envelope(recipient).domain, "forwarded", now)
             if alias_id is not None:
                 store.touch_forwarded(alias_id, now, count=not receipt.counted)
+                Accounts(store.conn).add_activity([(alias_id, now, _shown_sender(sender), "forward",
+                                                    "forwarded")])
         try:
             self.service.write(record)
         except Exception:
@@ -300,6 +303,10 @@ class _Attempt:
             self.entry[1] -= 1
             if self.entry[1] == 0:
                 del self.delivery._attempts[self.key]
+
+
+def _shown_sender(sender: str) -> str:
+    return "" if sender.upper() in ("", "<>", "MAILER-DAEMON") else sender
 
 
 def _spf(receipt: Receipt, sender: str):

@@ -31,6 +31,7 @@ from ..core.durations import utcnow
 from ..core.receipts import Receipt
 from ..core.resolve import Policy, resolve
 from ..core.verdict import Kind, OnExpiry, Verdict, expiry_reason
+from ..db.accounts import Accounts
 from ..db.store import Store
 
 log = logging.getLogger("tmail")
@@ -181,8 +182,8 @@ class Service:
         now = now or self.clock()
         with self.read() as store:
             verdict = resolve(_Lookup(store, counted), self.policy, recipient, sender, now, routed=routed)
-        if not verdict.accepts:
-            self._refused(verdict, parse_envelope(recipient).domain, now)
+        if not verdict.accepts or verdict.drop:   # dropped: accepted, but not forwarded either
+            self._refused(verdict, parse_envelope(recipient).domain, now, sender)
         return verdict
 
     def checked_verdict(self, recipient: str, sender: str, counted: frozenset = frozenset()) -> Verdict:
@@ -192,7 +193,7 @@ class Service:
         verdict = self.verdict(recipient, sender, counted=counted)
         if verdict.alias is not None and verdict.alias.id in counted:
             return verdict
-        return self._busy_if_pending(self.reserve(verdict, pending=True))
+        return self._busy_if_pending(self.reserve(verdict, pending=True, sender=sender))
 
     def _busy_if_pending(self, verdict: Verdict) -> Verdict:
         """An alias at its limit only through messages whose sessions are
@@ -208,7 +209,8 @@ class Service:
                            alias=verdict.alias)
         return verdict
 
-    def reserve(self, verdict: Verdict, now: datetime | None = None, pending: bool = False) -> Verdict:
+    def reserve(self, verdict: Verdict, now: datetime | None = None, pending: bool = False,
+                sender: str = "") -> Verdict:
         """Count an accepted message against its alias before accepting it.
 
         The count is taken with one conditional UPDATE, so concurrent
@@ -227,7 +229,7 @@ class Service:
         reason = expiry_reason(alias, now) or "reached its message limit"
         expired = Verdict(Kind.EXPIRED, reason, drop=alias.on_expiry is OnExpiry.DROP, alias=alias)
         if not expired.accepts:
-            self._refused(expired, alias.domain, now)
+            self._refused(expired, alias.domain, now, sender)
         return expired
 
     def settle(self, alias_ids: list[int]) -> None:
@@ -276,9 +278,11 @@ class Service:
         return recent
 
     # -- statistics, off the milter's path ---------------------------------
-    def _refused(self, verdict: Verdict, domain: str, now: datetime) -> None:
+    def _refused(self, verdict: Verdict, domain: str, now: datetime, sender: str = "") -> None:
+        """Count a refusal, and note it in the alias's activity (for its owner)."""
         try:
-            self._refusals.put_nowait((domain, verdict.alias.id if verdict.alias else None, now))
+            self._refusals.put_nowait((domain, verdict.alias.id if verdict.alias else None, now,
+                                       sender, verdict.kind.value, verdict.reason))
         except queue.Full:
             log.debug("refusal not counted: %d waiting to be written", MAX_PENDING_REFUSALS)
 
@@ -299,10 +303,13 @@ class Service:
 
 
 def _count_refusals(store: Store, batch) -> None:
-    for domain, alias_id, now in batch:
+    rows = []
+    for domain, alias_id, now, sender, kind, reason in batch:
         store.add_event(domain, "refused", now)
         if alias_id is not None:
             store.count_refused(alias_id)
+            rows.append((alias_id, now, sender, kind, reason))
+    Accounts(store.conn).add_activity(rows)
 
 
 def _retryable(exc: "sa.exc.DBAPIError") -> bool:
