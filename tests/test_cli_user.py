@@ -47,6 +47,8 @@ def test_add_prints_a_one_time_link_and_the_address_is_a_verified_destination(cl
     (["user", "add", "not an address"], defaults.EXIT_USAGE, "address"),
     (["user", "add", "b@real.test", "--domain", "nope.test"], defaults.EXIT_ERROR, "not a tmail domain"),
     (["user", "add", "b@real.test", "--max-aliases", "many"], defaults.EXIT_USAGE, "whole number"),
+    (["user", "add", "b@d.test"], defaults.EXIT_USAGE, "tmail domain"),
+    (["user", "add", "b@real.test", "--verified-destination", "x@srs.fwd.test"], defaults.EXIT_USAGE, "SRS"),
 ])
 def test_bad_input_is_refused_and_writes_nothing(cli, args, code, message):
     result = cli(*args, ok=code)

@@ -72,6 +72,18 @@ def _limit(value):
     return None if value == "none" else value
 
 
+def _destinations(app, store, addresses) -> list[str]:
+    """Checked as an alias's destinations are: never at tmail's own domains
+    or the SRS domain (a loop)."""
+    from ..core import aliases as alias_rules
+    from ..core.address import AddressError
+    from .alias import alias_rules as rules_for
+    try:
+        return list(alias_rules.check_destinations([str(a) for a in addresses], rules_for(app, store)))
+    except AddressError as exc:
+        raise UsageError(str(exc)) from None
+
+
 @click.group("user")
 def user():
     """Accounts of the people who own addresses."""
@@ -99,10 +111,11 @@ def add(app, email, admin, domains, max_aliases, aliases_per_hour, verified, pas
         accounts = Accounts(store.conn)
         if accounts.user_by_email(str(email)) is not None:
             raise CommandError(f"user {email} exists already")
+        addresses = _destinations(app, store, (email, *verified))
         created = accounts.add_user(str(email), now, is_admin=admin, max_aliases=_limit(max_aliases),
                                     max_per_hour=_limit(aliases_per_hour))
         accounts.set_user_domains(created.id, list(domains))
-        for address in (str(email), *map(str, verified)):
+        for address in addresses:
             accounts.add_destination(created.id, address, now, verified=True)
         link = None
         if password is not None:
@@ -183,7 +196,7 @@ def set_(app, email, admin, domains, no_domains, max_aliases, aliases_per_hour, 
             accounts.set_user(found.id, **values)
         if domains or no_domains:
             accounts.set_user_domains(found.id, list(domains))
-        for address in map(str, verified):
+        for address in _destinations(app, store, verified) if verified else []:
             accounts.add_destination(found.id, address, now, verified=True)
         data = user_json(accounts.user(found.id), accounts.destinations(found.id))
     app.emit({"ok": True, "changed": data != before, "user": data},
