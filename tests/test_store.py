@@ -179,3 +179,14 @@ def test_a_downgrade_keeps_the_aliases(store):
     migrate.upgrade(store)
     with store.connect() as conn:
         assert Store(conn).get_alias("keep", "d.test") is not None
+
+
+def test_a_removed_alias_takes_its_activity_along(store):
+    """SQLite reuses ids: a new alias must not show an old one's senders."""
+    from tmail.db.accounts import Accounts
+    with store.begin() as conn:
+        s = Store(conn)
+        gone = s.add_alias(record("gone"))
+        Accounts(conn).add_activity([(gone.id, NOW, "friend@x.test", "forward", "forwarded")])
+        s.remove_alias(gone, NOW)
+        assert Accounts(conn).activity(gone.id) == []

@@ -18,6 +18,7 @@ from ..core.verdict import AliasRecord
 from .schema import (
     activity,
     aliases,
+    destinations,
     domains,
     login_failures,
     recovery_codes,
@@ -30,6 +31,7 @@ from .schema import (
 from .store import Store, from_db, to_db
 
 SESSION_TOUCH = timedelta(minutes=5)   # last_seen is written at most this often
+COUNT_UP_TO = 1000                     # a list's total is exact up to this
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,9 @@ class Activity:
 @dataclass(frozen=True)
 class AliasPage:
     aliases: list[AliasRecord]
-    total: int
+    total: int                      # counted up to owned_aliases(count_up_to=)
+    more_than_total: bool = False   # ... and there are more
+    has_next: bool = False          # another page follows
 
 
 class Accounts:
@@ -104,6 +108,10 @@ class Accounts:
         self.conn.execute(users.update().where(users.c.id == user_id).values(
             password_hash=password_hash, password_changed_at=to_db(now)))
         self.end_sessions(user_id)
+
+    def rehash_password(self, user_id: int, password_hash: str) -> None:
+        """The same password under new argon2 parameters: sessions stay."""
+        self.conn.execute(users.update().where(users.c.id == user_id).values(password_hash=password_hash))
 
     def set_user_domains(self, user_id: int, names: list[str]) -> None:
         self.conn.execute(user_domains.delete().where(user_domains.c.user_id == user_id))
@@ -210,15 +218,20 @@ class Accounts:
         return session_id
 
     def session(self, session_id: str, now: datetime) -> Session | None:
+        """The live session of a cookie value. Only reads: pages are read in
+        read-only transactions; touch_session() writes last_seen_at."""
         row = self.conn.execute(sa.select(web_sessions).where(
             web_sessions.c.id_hash == token_hash(session_id),
             web_sessions.c.expires_at > to_db(now))).first()
-        if row is None:
-            return None
-        if now - from_db(row.last_seen_at) > SESSION_TOUCH:
-            self.conn.execute(web_sessions.update().where(web_sessions.c.id_hash == row.id_hash)
-                              .values(last_seen_at=to_db(now)))
-        return self._session(row)
+        return self._session(row) if row else None
+
+    @staticmethod
+    def touch_due(session: Session, now: datetime) -> bool:
+        return now - session.last_seen_at > SESSION_TOUCH
+
+    def touch_session(self, id_hash: str, now: datetime) -> None:
+        self.conn.execute(web_sessions.update().where(web_sessions.c.id_hash == id_hash)
+                          .values(last_seen_at=to_db(now)))
 
     @staticmethod
     def _session(row) -> Session:
@@ -229,6 +242,11 @@ class Accounts:
         return [self._session(row) for row in self.conn.execute(
             sa.select(web_sessions).where(web_sessions.c.user_id == user_id)
             .order_by(web_sessions.c.last_seen_at.desc()))]
+
+    def user_session(self, user_id: int, id_hash: str) -> Session | None:
+        row = self.conn.execute(sa.select(web_sessions).where(
+            web_sessions.c.user_id == user_id, web_sessions.c.id_hash == id_hash)).first()
+        return self._session(row) if row else None
 
     def end_session(self, user_id: int, id_hash: str) -> None:
         self.conn.execute(web_sessions.delete().where(
@@ -262,6 +280,19 @@ class Accounts:
         return self.conn.execute(sa.select(sa.func.count()).where(
             recovery_codes.c.user_id == user_id, recovery_codes.c.used_at.is_(None))).scalar_one()
 
+    # -- second factor -----------------------------------------------------------
+    def use_totp_step(self, user_id: int, step: int, now: datetime, kept: timedelta) -> bool:
+        """Note that the user's TOTP code of time step `step` was used: False
+        if it was already (a code seen over a shoulder or replayed). Kept
+        as a token row, so forget_tokens() cleans it up with the rest."""
+        hashed = token_hash(f"totp:{user_id}:{step}")
+        if self.conn.execute(sa.select(tokens.c.token_hash).where(tokens.c.token_hash == hashed)).first():
+            return False
+        self.conn.execute(tokens.insert().values(
+            token_hash=hashed, kind="totp-step", user_id=user_id, subject="", created_at=to_db(now),
+            expires_at=to_db(now + kept), used_at=to_db(now)))
+        return True
+
     # -- sign-in failures (throttling) ------------------------------------------
     def note_failure(self, keys: list[str], now: datetime) -> None:
         self.conn.execute(login_failures.insert(), [{"key": k[:330], "at": to_db(now)} for k in keys])
@@ -285,10 +316,19 @@ class Accounts:
                 {"alias_id": a, "at": to_db(at), "sender": sender[:320], "verdict": verdict[:16],
                  "reason": reason[:200]} for a, at, sender, verdict, reason in rows])
 
-    def activity(self, alias_id: int, limit: int = 50) -> list[Activity]:
+    def activity(self, alias_id: int, limit: int = 50, since: datetime | None = None) -> list[Activity]:
+        """The newest rows first. `since`: pass the alias's creation, so
+        that rows of an earlier alias that had the same id (SQLite reuses
+        the highest id after a delete) are never shown to the new owner."""
+        query = sa.select(activity).where(activity.c.alias_id == alias_id)
+        if since is not None:
+            query = query.where(activity.c.at >= to_db(since))
         return [Activity(from_db(r.at), r.sender, r.verdict, r.reason) for r in self.conn.execute(
-            sa.select(activity).where(activity.c.alias_id == alias_id)
-            .order_by(activity.c.at.desc(), activity.c.id.desc()).limit(limit))]
+            query.order_by(activity.c.at.desc(), activity.c.id.desc()).limit(limit))]
+
+    def forget_alias_activity(self, alias_id: int) -> None:
+        """An alias's rows go with it (its id may be reused)."""
+        self.conn.execute(activity.delete().where(activity.c.alias_id == alias_id))
 
     def forget_activity(self, before: datetime) -> int:
         return self.conn.execute(activity.delete().where(activity.c.at < to_db(before))).rowcount
@@ -307,31 +347,76 @@ class Accounts:
             aliases.c.owner_id == user_id, aliases.c.enabled == sa.true(),
             sa.or_(aliases.c.expires_at.is_(None), aliases.c.expires_at > to_db(now)))).scalar_one()
 
+    def active_counts(self, now: datetime) -> dict[int, int]:
+        """Active aliases of every owner (as count_active), in one query."""
+        return dict(self.conn.execute(
+            sa.select(aliases.c.owner_id, sa.func.count()).where(
+                aliases.c.owner_id.is_not(None), aliases.c.enabled == sa.true(),
+                sa.or_(aliases.c.expires_at.is_(None), aliases.c.expires_at > to_db(now)))
+            .group_by(aliases.c.owner_id)).all())
+
+    def aliases_using(self, user_id: int, address: str) -> int:
+        """How many of the user's aliases forward to `address`."""
+        return self.conn.execute(sa.select(sa.func.count(sa.distinct(aliases.c.id))).select_from(
+            aliases.join(destinations, destinations.c.alias_id == aliases.c.id)).where(
+            aliases.c.owner_id == user_id, destinations.c.address == address)).scalar_one()
+
     def created_since(self, user_id: int, since: datetime) -> int:
         return self.conn.execute(sa.select(sa.func.count()).where(
             aliases.c.owner_id == user_id, aliases.c.created_at > to_db(since))).scalar_one()
 
     def owned_aliases(self, user_id: int, now: datetime, *, search: str = "", state: str = "",
                       domain: str = "", sort: str = "created", offset: int = 0,
-                      limit: int = 50) -> AliasPage:
+                      limit: int = 50, count_up_to: int = COUNT_UP_TO) -> AliasPage:
         """One page of a user's aliases, filtered, sorted and paged in SQL, so
-        100,000 aliases cost what 10 do."""
+        that 100,000 aliases cost about what 10 do: no join, the total
+        counted only up to `count_up_to`, and each order served by an index
+        on (owner_id, column) where the database has one."""
         where = [aliases.c.owner_id == user_id]
         if search:
-            # LIKE's wildcards and escape are taken out: a search is literal text
-            pattern = "%" + "".join(c for c in search.casefold() if c not in "%_\\") + "%"
-            where.append(sa.or_(aliases.c.local_key.like(pattern), sa.func.lower(aliases.c.note).like(pattern)))
+            # a search is literal text: LIKE's wildcards are escaped ("/", not a
+            # backslash, which MariaDB's string literals would read too)
+            text = search.casefold().replace("/", "//").replace("%", "/%").replace("_", "/_")
+            pattern = f"%{text}%"
+            # the note in any case: SQLite's LIKE and MariaDB's collation ignore
+            # it already (lower() would double the cost of the scan)
+            note = aliases.c.note.ilike if self.conn.dialect.name == "postgresql" else aliases.c.note.like
+            where.append(sa.or_(aliases.c.local_key.like(pattern, escape="/"), note(pattern, escape="/")))
         if domain:
-            where.append(domains.c.name == domain)
+            where.append(aliases.c.domain_id == sa.select(domains.c.id).where(domains.c.name == domain)
+                         .scalar_subquery())
         where += _state_condition(state, now)
-        order = {"created": aliases.c.created_at.desc(), "expiry": aliases.c.expires_at,
-                 "activity": aliases.c.last_forwarded_at.desc()}.get(sort, aliases.c.created_at.desc())
-        base = sa.select(aliases.c.id).join(domains, domains.c.id == aliases.c.domain_id).where(*where)
-        total = self.conn.execute(sa.select(sa.func.count()).select_from(base.subquery())).scalar_one()
-        ids = [r.id for r in self.conn.execute(
-            base.order_by(order, aliases.c.id.desc()).offset(offset).limit(limit))]
-        records = {r.id: r for r in Store(self.conn)._records_where(aliases.c.id.in_(ids))} if ids else {}
-        return AliasPage([records[i] for i in ids if i in records], total)
+        ids = self._page_ids(where, sort, offset, limit + 1)
+        if len(ids) <= limit and (ids or not offset):
+            counted = offset + len(ids)        # the last page: no second scan to count
+        else:
+            counted = self.conn.execute(sa.select(sa.func.count()).select_from(
+                sa.select(aliases.c.id).where(*where).limit(count_up_to + 1).subquery())).scalar_one()
+        records = {r.id: r for r in Store(self.conn)._records_where(aliases.c.id.in_(ids[:limit]))} if ids else {}
+        return AliasPage([records[i] for i in ids[:limit] if i in records], min(counted, count_up_to),
+                         more_than_total=counted > count_up_to, has_next=len(ids) > limit)
+
+    def _page_ids(self, where: list, sort: str, offset: int, limit: int) -> list[int]:
+        """Ids in the page's order. Aliases without an expiry (or without
+        mail) come last on every database, as a second segment, rather than
+        by ORDER BY "column IS NULL", which no index can serve."""
+        newest = (aliases.c.created_at.desc(), aliases.c.id.desc())
+        column = {"expiry": aliases.c.expires_at, "activity": aliases.c.last_forwarded_at}.get(sort)
+        if column is None:
+            return self._ids(where, newest, offset, limit)
+        order = (column if sort == "expiry" else column.desc(), aliases.c.id.desc())
+        dated = self._ids([*where, column.is_not(None)], order, offset, limit)
+        if len(dated) == limit:
+            return dated
+        if dated:
+            before = offset + len(dated)
+        else:       # the page lies past every dated alias: how many were there?
+            before = self.conn.execute(sa.select(sa.func.count()).where(*where, column.is_not(None))).scalar_one()
+        return dated + self._ids([*where, column.is_(None)], newest, max(0, offset - before), limit - len(dated))
+
+    def _ids(self, where: list, order, offset: int, limit: int) -> list[int]:
+        return list(self.conn.execute(
+            sa.select(aliases.c.id).where(*where).order_by(*order).offset(offset).limit(limit)).scalars())
 
     def alias_owner(self, local: str, domain: str) -> int | None:
         return self.conn.execute(sa.select(aliases.c.owner_id).join(

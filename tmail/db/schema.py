@@ -62,8 +62,10 @@ aliases = sa.Table(
     # The user who owns it (None: the admin's, made at the CLI).
     sa.Column("owner_id", sa.Integer, nullable=True),
     sa.UniqueConstraint("domain_id", "local_key", name="uq_aliases_domain_local"),
-    # a user's page, newest first, without sorting all their aliases
+    # a user's page in each of its orders, without sorting all their aliases
     sa.Index("ix_aliases_owner_created", "owner_id", "created_at"),
+    sa.Index("ix_aliases_owner_expires", "owner_id", "expires_at"),
+    sa.Index("ix_aliases_owner_last_forwarded", "owner_id", "last_forwarded_at"),
 )
 
 destinations = sa.Table(

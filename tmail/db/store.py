@@ -15,6 +15,7 @@ from ..core.lifecycle import DomainSettings
 from ..core.receipts import Receipt
 from ..core.verdict import AliasRecord, OnExpiry, expiry_reason
 from .schema import (
+    activity,
     aliases,
     blocked_senders,
     destinations,
@@ -123,8 +124,10 @@ class Store:
         ids = sa.select(aliases.c.id).where(aliases.c.domain_id == domain_id).scalar_subquery()
         # Explicit deletes: SQLite without foreign_keys=ON and MariaDB's
         # MyISAM would not cascade.
-        self.conn.execute(destinations.delete().where(destinations.c.alias_id.in_(ids)))
-        self.conn.execute(blocked_senders.delete().where(blocked_senders.c.alias_id.in_(ids)))
+        # (activity has no foreign key at all: a reused id must not inherit it)
+        for child, column in ((destinations, destinations.c.alias_id),
+                              (blocked_senders, blocked_senders.c.alias_id), (activity, activity.c.alias_id)):
+            self.conn.execute(child.delete().where(column.in_(ids)))
         self.conn.execute(aliases.delete().where(aliases.c.domain_id == domain_id))
         self.conn.execute(domains.delete().where(domains.c.id == domain_id))
         return count
@@ -261,9 +264,12 @@ class Store:
                               [{"alias_id": alias_id, "pattern": p} for p in sorted(set(record.blocked))])
 
     def remove_alias(self, record: AliasRecord, now: datetime) -> None:
-        """Delete the alias; its address stays quarantined (see retire)."""
-        self.conn.execute(destinations.delete().where(destinations.c.alias_id == record.id))
-        self.conn.execute(blocked_senders.delete().where(blocked_senders.c.alias_id == record.id))
+        """Delete the alias and what was its (its activity too: SQLite reuses
+        ids, and a new alias must not show an old one's senders); its address
+        stays quarantined (see retire)."""
+        for child, column in ((destinations, destinations.c.alias_id),
+                              (blocked_senders, blocked_senders.c.alias_id), (activity, activity.c.alias_id)):
+            self.conn.execute(child.delete().where(column == record.id))
         self.conn.execute(aliases.delete().where(aliases.c.id == record.id))
         self.retire(record.domain, local_key(record.local), now)
 

@@ -99,10 +99,14 @@ def upgrade():
     with op.batch_alter_table("aliases") as batch:
         batch.add_column(sa.Column("owner_id", sa.Integer, nullable=True))
         batch.create_index("ix_aliases_owner_created", ["owner_id", "created_at"])
+        batch.create_index("ix_aliases_owner_expires", ["owner_id", "expires_at"])
+        batch.create_index("ix_aliases_owner_last_forwarded", ["owner_id", "last_forwarded_at"])
 
 
 def downgrade():
     with op.batch_alter_table("aliases") as batch:
+        batch.drop_index("ix_aliases_owner_last_forwarded")
+        batch.drop_index("ix_aliases_owner_expires")
         batch.drop_index("ix_aliases_owner_created")
         batch.drop_column("owner_id")
     with op.batch_alter_table("domains") as batch:

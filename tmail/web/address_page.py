@@ -1,0 +1,155 @@
+"""One address: its counters, limits and recent activity, and what its
+owner can do with it (extend, disable or enable, block or unblock a
+sender, change destinations or the note, delete).
+
+Every view starts from access.owned_alias(): someone else's address, or
+one that does not exist, is a 404 whatever the id.
+"""
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+
+from ..core.address import AddressError, parse_block_pattern
+from ..core.glance import glance
+from ..core.lifecycle import quarantined_until
+from ..core.verdict import OnExpiry
+from . import access, creation, forms
+from . import database as db
+
+bp = Blueprint("address_page", __name__)
+
+ACTIVITY_ROWS = 50
+
+
+def _state():
+    return current_app.extensions["tmail"]
+
+
+def block_choices(sender: str) -> list[tuple[str, str]]:
+    """The patterns an activity row's sender can be blocked by: (label, pattern)."""
+    try:
+        exact = parse_block_pattern(sender)
+    except AddressError:
+        return []
+    if exact.startswith("@"):
+        return [("Block this domain", exact)]
+    return [("Block sender", exact), ("Block domain", "@" + exact.rpartition("@")[2])]
+
+
+def result(verdict: str, record) -> str:
+    """What happened to a message, in a word: the activity rows keep the
+    verdict's kind ("forward", "sender-blocked", "expired", ...)."""
+    if verdict == "forward":
+        return "forwarded"
+    if verdict == "expired" and record.on_expiry is OnExpiry.DROP:
+        return "discarded"
+    return "refused"
+
+
+@bp.get("/addresses/<int:alias_id>")
+def show(alias_id: int, error: str = "", status: int = 200):
+    record = access.owned_alias(alias_id)
+    state, now = _state(), _state().now()
+    since = max(record.created_at or now, now - state.config.duration("lifecycle", "activity_kept"))
+    rows = [(row, result(row.verdict, record), block_choices(row.sender))
+            for row in db.accounts().activity(record.id, ACTIVITY_ROWS, since)]
+    verified = creation.verified(access.user())
+    choices = list(dict.fromkeys([*record.destinations, *verified]))
+    return render_template("address.html", alias=record, glance=glance(record, now), rows=rows, now=now,
+                           choices=choices, verified=verified, error=error,
+                           quarantine=state.config.duration("lifecycle", "quarantine")), status
+
+
+def _save(record, message: str):
+    db.store().replace_alias(record)
+    flash(message)
+    return redirect(url_for("address_page.show", alias_id=record.id), 303)
+
+
+@bp.post("/addresses/<int:alias_id>/extend")
+def extend(alias_id: int):
+    record = access.owned_alias(alias_id)
+    now = _state().now()
+    try:
+        wanted = forms.extension(request.form, now)
+    except forms.FormError as exc:
+        return show(alias_id, str(exc), 400)
+    limit = wanted.max_messages if wanted.max_messages is not None else record.max_messages
+    changed = dataclasses.replace(record, expires_at=wanted.expiry(record.expires_at, now), max_messages=limit)
+    return _save(changed, "Extended.")
+
+
+@bp.post("/addresses/<int:alias_id>/disable")
+def disable(alias_id: int):
+    record = access.owned_alias(alias_id)
+    return _save(dataclasses.replace(record, enabled=False), "Disabled: mail to it is refused.")
+
+
+@bp.post("/addresses/<int:alias_id>/enable")
+def enable(alias_id: int):
+    record = access.owned_alias(alias_id)
+    if not record.enabled:
+        try:     # one more active address: the user's limit, as for a new one
+            creation.check_limits(access.user(), record.domain, created_last_hour=0)
+        except forms.FormError as exc:
+            return show(alias_id, str(exc), 400)
+    return _save(dataclasses.replace(record, enabled=True), "Enabled: mail to it is forwarded again.")
+
+
+@bp.post("/addresses/<int:alias_id>/block")
+def block(alias_id: int):
+    record = access.owned_alias(alias_id)
+    try:
+        pattern = parse_block_pattern(forms.field(request.form, "sender", "The sender", 320))
+    except (AddressError, forms.FormError) as exc:
+        return show(alias_id, f"Cannot block that sender: {exc}", 400)
+    if len(record.blocked) >= 1000 and pattern not in record.blocked:
+        return show(alias_id, "This address blocks 1000 senders already; unblock some first", 400)
+    blocked = tuple(sorted(set(record.blocked) | {pattern}))
+    return _save(dataclasses.replace(record, blocked=blocked), f"Mail from {pattern} is now refused.")
+
+
+@bp.post("/addresses/<int:alias_id>/unblock")
+def unblock(alias_id: int):
+    record = access.owned_alias(alias_id)
+    pattern = request.form.get("sender", "")[:330]
+    blocked = tuple(p for p in record.blocked if p != pattern)
+    return _save(dataclasses.replace(record, blocked=blocked), f"Mail from {pattern} is accepted again.")
+
+
+@bp.post("/addresses/<int:alias_id>/destinations")
+def destinations(alias_id: int):
+    record = access.owned_alias(alias_id)
+    try:
+        dests = creation.chosen_destinations(access.user(), request.form.getlist("destination")[:50])
+    except forms.FormError as exc:
+        return show(alias_id, str(exc), 400)
+    return _save(dataclasses.replace(record, destinations=dests), "Destinations saved.")
+
+
+@bp.post("/addresses/<int:alias_id>/note")
+def note(alias_id: int):
+    record = access.owned_alias(alias_id)
+    try:
+        text = forms.note(request.form)
+    except forms.FormError as exc:
+        return show(alias_id, str(exc), 400)
+    return _save(dataclasses.replace(record, note=text), "Note saved.")
+
+
+@bp.route("/addresses/<int:alias_id>/delete", methods=["GET", "POST"])
+def delete(alias_id: int):
+    record = access.owned_alias(alias_id)
+    state = _state()
+    quarantine = state.config.duration("lifecycle", "quarantine")
+    if request.method == "GET":
+        return render_template("address_delete.html", alias=record, days=quarantine // timedelta(days=1),
+                               until=quarantined_until(state.now(), quarantine))
+    db.store().remove_alias(record, state.now())
+    db.accounts().forget_alias_activity(record.id)
+    flash(f"{record.address} is deleted. Mail to it is refused; nobody can take it for "
+          f"{quarantine // timedelta(days=1)} days.")
+    return redirect(url_for("addresses.index"), 303)

@@ -1,0 +1,47 @@
+"""How often someone may try: sign-in per account and per client address,
+and the mails a stranger can make tmail send (sign-up and password-reset
+links). Counted in the database (login_failures), since the app runs as
+several gunicorn processes.
+
+An unknown account is counted like a known one, under the address typed,
+so the answers for both stay the same, lockout included.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ..db.accounts import Accounts
+
+
+@dataclass(frozen=True)
+class Limit:
+    prefix: str
+    attempts: int
+    window: timedelta
+
+    def key(self, value: str) -> str:
+        return f"{self.prefix}:{value.casefold()}"
+
+
+# Five wrong passwords (or codes) an account in 15 minutes: guessing takes
+# years; the person who forgot theirs waits a quarter of an hour.
+SIGN_IN_ACCOUNT = Limit("account", 5, timedelta(minutes=15))
+# One address behind which many people may sit (a NAT) gets more.
+SIGN_IN_CLIENT = Limit("client", 20, timedelta(minutes=15))
+# Links sent by mail: to one address, and asked for from one client.
+MAIL_TO_ADDRESS = Limit("mail-to", 3, timedelta(hours=1))
+MAIL_FROM_CLIENT = Limit("mail-from", 10, timedelta(hours=1))
+
+
+def exceeded(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -> bool:
+    return any(accounts.failures(limit.key(value), now - limit.window) >= limit.attempts
+               for limit, value in checks)
+
+
+def note(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -> None:
+    accounts.note_failure([limit.key(value) for limit, value in checks], now)
+
+
+def clear(accounts: Accounts, limit: Limit, value: str) -> None:
+    accounts.clear_failures(limit.key(value))
