@@ -404,7 +404,9 @@ class Accounts:
         column = {"expiry": aliases.c.expires_at, "activity": aliases.c.last_forwarded_at}.get(sort)
         if column is None:
             return self._ids(where, newest, offset, limit)
-        order = (column if sort == "expiry" else column.desc(), aliases.c.id.desc())
+        # one direction for both keys: an index on (owner_id, column) serves
+        # it (rowid ties follow the index), mixed directions need a sort
+        order = (column, aliases.c.id) if sort == "expiry" else (column.desc(), aliases.c.id.desc())
         dated = self._ids([*where, column.is_not(None)], order, offset, limit)
         if len(dated) == limit:
             return dated
