@@ -3,12 +3,15 @@
 #
 # It converges: every run brings users, groups, files, owners and modes to
 # what is written here, and a second run changes nothing. It ends with the
-# daemon answering on its sockets, or fails loudly with the daemon's error.
+# daemon answering on its sockets and the web app (tmail web) on [web] listen,
+# or fails loudly with their error. nginx is not installed: the example
+# server block for it is nginx/tmail-web.conf (copied to /opt/tmail/nginx/).
 #
 #   TMAIL_SRS_DOMAIN   the domain SRS addresses use (default: srs.$(hostname -f))
 #   TMAIL_ADMIN        where postmaster@ each tmail domain goes (default root@localhost)
 #   --deps-only        only the system packages, the tmail user and groups
-#                      (what the test suite needs; used by tests/run)
+#                      (what the test suite needs, its browser, chromium,
+#                      too; used by tests/run)
 set -euo pipefail
 
 PREFIX=/opt/tmail
@@ -28,8 +31,12 @@ die() { printf 'tmail-install: error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root"
 
 # 1. System packages (postfix only if absent: an existing setup is kept).
+#    The tests drive Debian's chromium with Playwright (whose own browser
+#    download cannot work offline); a server needs no browser.
+packages=(postfix libmilter-dev python3-venv python3-dev gcc swaks)
+[ "${1:-}" = "--deps-only" ] && packages+=(chromium fonts-dejavu-core)
 need=()
-for pkg in postfix libmilter-dev python3-venv python3-dev gcc swaks; do
+for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -131,7 +138,8 @@ for name, value in (("SECRET", cfg["srs"]["secret_file"]), ("SRS", cfg["srs"]["d
                     ("KEYS", cfg["dkim"]["key_directory"]), ("MAPS", cfg["postfix"]["map_directory"]),
                     ("MILTER", socket_path(cfg, "milter_socket")),
                     ("POLICY", socket_path(cfg, "policy_socket")),
-                    ("DELIVER", cfg["daemon"]["deliver_socket"])):
+                    ("DELIVER", cfg["daemon"]["deliver_socket"]),
+                    ("WEB_SECRET", cfg["web"]["secret_key_file"]), ("WEB_LISTEN", cfg["web"]["listen"])):
     print(f"{name}={shlex.quote(value or '')}")
 PY
 ) || exit 1
@@ -148,7 +156,7 @@ if [ -n "$SRS" ] && ! "$TMAIL" --config "$CONFIG" dkim show-dns --domain "$SRS" 
 fi
 
 # 5. Owners and modes of everything above, every run.
-converge 00600 tmail:tmail "$SECRET"
+converge 00600 tmail:tmail "$SECRET" "$WEB_SECRET"
 if [ -n "$DB_FILE" ]; then
   converge 00600 tmail:tmail "$DB_FILE" "$DB_FILE-wal" "$DB_FILE-shm"
 fi
@@ -157,7 +165,7 @@ find "$KEYS" -type f -print0 | while IFS= read -r -d '' path; do
   case $path in */active) converge 00640 tmail:tmail "$path" ;; *) converge 00600 tmail:tmail "$path" ;; esac
 done
 directory 00750 tmail:tmail "$LOG" "$RUN"
-converge 00640 tmail:tmail "$LOG/tmail.log" "$LOG/tmail.stderr"
+converge 00640 tmail:tmail "$LOG/tmail.log" "$LOG/tmail.stderr" "$LOG/web.log" "$LOG/web.stderr"
 # The sockets' directory: setgid, so the sockets the daemon makes get the
 # group that Postfix's smtpd is in. Sockets an older daemon left with
 # another group get this one (their modes are the daemon's business).
@@ -268,6 +276,100 @@ else
     fi
   fi
 fi
+
+# web_answering SECONDS PID: wait until the web app answers an HTTP request
+# on [web] listen with a status below 500; 0 when it does, 1 on time-out,
+# 2 once process PID (if not 0) is gone. (A connect alone proves nothing:
+# gunicorn's master accepts before any worker has loaded the app.)
+web_answering() {
+  /usr/bin/python3 - "$1" "$2" "$WEB_LISTEN" <<'PY'
+import socket, sys, time
+timeout, pid, listen = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def alive():
+    try:  # a zombie has exited too (nothing may reap it here)
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+def answers():
+    if listen.startswith("unix:"):
+        family, addr = socket.AF_UNIX, listen[5:]
+    else:
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]")
+        family, addr = (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, int(port))
+    with socket.socket(family) as s:
+        s.settimeout(5)
+        try:
+            s.connect(addr)
+            s.sendall(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            status = s.recv(64).split(b" ", 2)
+        except OSError:
+            return False
+    return len(status) > 1 and status[0].startswith(b"HTTP/1.") and status[1][:1] in (b"1", b"2", b"3", b"4")
+deadline = time.monotonic() + timeout
+while True:
+    if answers():
+        sys.exit(0)
+    if pid and not alive():
+        sys.exit(2)
+    if time.monotonic() > deadline:
+        sys.exit(1)
+    time.sleep(0.2)
+PY
+}
+
+# 7b. The web app (tmail web, gunicorn on [web] listen), like the daemon.
+#     nginx in front of it is the admin's: the example server block is
+#     copied beside the code.
+if ! cmp -s "$SRC/nginx/tmail-web.conf" "$PREFIX/nginx/tmail-web.conf"; then
+  install -D -m 0644 "$SRC/nginx/tmail-web.conf" "$PREFIX/nginx/tmail-web.conf"
+  say "wrote $PREFIX/nginx/tmail-web.conf, an nginx server block for the web app (TLS, Let's Encrypt)"
+fi
+if [ -d /run/systemd/system ]; then
+  web_reload=""
+  if ! cmp -s "$SRC/systemd/tmail-web.service" /etc/systemd/system/tmail-web.service; then
+    install -m 0644 "$SRC/systemd/tmail-web.service" /etc/systemd/system/tmail-web.service
+    systemctl daemon-reload
+    web_reload=1
+  fi
+  systemctl enable -q tmail-web
+  if [ -n "$changed_code$web_reload" ] || ! web_answering 1 0; then systemctl restart tmail-web; fi
+  if ! web_answering 20 0; then
+    printf 'tmail-install: error: the tmail web app does not answer on %s; its journal:\n' "$WEB_LISTEN" >&2
+    journalctl -u tmail-web -n 30 --no-pager >&2 || true
+    exit 1
+  fi
+  say "the tmail web app answers on $WEB_LISTEN (systemd unit tmail-web); log: journalctl -u tmail-web"
+else
+  web_pidfile=$RUN/web.pid
+  web_pid=$(cat "$web_pidfile" 2>/dev/null || true)
+  if [ -z "$web_pid" ] || ! tr '\0' ' ' 2>/dev/null < "/proc/$web_pid/cmdline" | grep -q "tmail.* web --log-file"; then
+    web_pid=""
+  elif [ -n "$changed_code" ] || ! web_answering 3 "$web_pid"; then
+    say "restarting the tmail web app (pid $web_pid)"
+    stop "$web_pid"
+    web_pid=""
+  fi
+  if [ -z "$web_pid" ]; then
+    logged=$(stat -c %s "$LOG/web.log" 2>/dev/null || echo 0)
+    runuser -u tmail -- sh -c 'cd / && umask 027 && exec nohup "$0" --config "$1" web --log-file "$2" \
+        </dev/null >"$3" 2>&1 & echo $! > "$4"' "$TMAIL" "$CONFIG" "$LOG/web.log" "$LOG/web.stderr" "$web_pidfile"
+    web_pid=$(cat "$web_pidfile")
+    status=0
+    web_answering 20 "$web_pid" || status=$?
+    if [ "$status" != 0 ]; then
+      if [ "$status" = 2 ]; then what="exited"; else what="did not answer on $WEB_LISTEN within 20 s"; stop "$web_pid"; fi
+      {
+        echo "tmail-install: error: the tmail web app (pid $web_pid) $what; it said:"
+        tail -c +$((logged + 1)) "$LOG/web.log" 2>/dev/null | tail -n 30 | sed 's/^/  /'
+        tail -n 20 "$LOG/web.stderr" 2>/dev/null | sed 's/^/  /'
+      } >&2
+      exit 1
+    fi
+    say "started the tmail web app (pid $web_pid) on $WEB_LISTEN; log: $LOG/web.log"
+  fi
+fi
+converge 00640 tmail:tmail "$LOG/web.log" "$LOG/web.stderr"
 
 # 8. The whole picture, as an admin would check it.
 if ! "$TMAIL" --config "$CONFIG" postfix check >/dev/null; then
