@@ -43,6 +43,12 @@ def test_readable_random_alias(cli):
     (["alias", "add", "ok", "--domain", "d.test", "--to", "x@srs.fwd.test"], "SRS domain"),
     (["alias", "add", "postmaster", "--domain", "d.test", "--to", "me@x.test"], "role address"),
     (["alias", "add", "Abuse", "--domain", "d.test", "--to", "me@x.test"], "role address"),
+    # ſ (long s) case-folds to s: the milter would look it up as postmaster
+    (["alias", "add", "po\u017ftmaster", "--domain", "d.test", "--to", "me@x.test"], "role address"),
+    # routing syntax Postfix may rewrite onto tmail's own addresses
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "shop%d.test@x.test"], "route mail elsewhere"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "d.test!shop@x.test"], "route mail elsewhere"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--ttl", "999999w"], "longer than 100 years"),
     (["alias", "add", "a+b", "--domain", "d.test", "--to", "me@x.test"], "delimiter"),
     (["alias", "add", "SRS0=x", "--domain", "d.test", "--to", "me@x.test"], "SRS"),
     (["alias", "add", "ok", "--domain", "nothere.test", "--to", "me@x.test"], "not a tmail domain"),
@@ -114,6 +120,9 @@ def test_alias_lifecycle_commands(cli):
     cli("alias", "unblock-sender", "shop@d.test", "@spam.test")
     assert cli.json("resolve", "shop@d.test", "--from", "x@spam.test")["verdict"] == "forward"
     assert cli.json("alias", "show", "shop@d.test")["alias"]["blocked_senders"] == []
+    cli("alias", "extend", "shop@d.test", "--until", "9999-12-30")
+    past_9999 = cli("alias", "extend", "shop@d.test", "--by", "52w", ok=None)
+    assert past_9999.exit_code != 0 and "past the year 9999" in past_9999.output
     cli("alias", "remove", "shop@d.test")
     assert cli.json("resolve", "shop@d.test")["verdict"] == "unknown"
     assert cli("alias", "show", "shop@d.test", ok=defaults.EXIT_ERROR)

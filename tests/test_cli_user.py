@@ -49,6 +49,10 @@ def test_add_prints_a_one_time_link_and_the_address_is_a_verified_destination(cl
     (["user", "add", "b@real.test", "--max-aliases", "many"], defaults.EXIT_USAGE, "whole number"),
     (["user", "add", "b@d.test"], defaults.EXIT_USAGE, "tmail domain"),
     (["user", "add", "b@real.test", "--verified-destination", "x@srs.fwd.test"], defaults.EXIT_USAGE, "SRS"),
+    # accounts compare case-folded: boß@ would be the account boss@ (and ſ is s)
+    (["user", "add", "bo\u00df@real.test"], defaults.EXIT_USAGE, "fold"),
+    (["user", "add", "bo\u017f\u017f@real.test"], defaults.EXIT_USAGE, "fold"),
+    (["user", "add", "b@real.test", "--verified-destination", "a%b@real.test"], defaults.EXIT_USAGE, "route"),
 ])
 def test_bad_input_is_refused_and_writes_nothing(cli, args, code, message):
     result = cli(*args, ok=code)

@@ -248,7 +248,10 @@ def extend(app, address, by, until, max_messages):
     def change(record, now):
         expires = record.expires_at
         if by is not None:
-            expires = max(now, expires or now).replace(microsecond=0) + by
+            try:
+                expires = rules_mod.extended_expiry(expires, now, by)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         if until is not None:
             expires = until.replace(microsecond=0)
         limit = max_messages if max_messages is not None else record.max_messages

@@ -105,6 +105,10 @@ def add(app, email, admin, domains, max_aliases, aliases_per_hour, verified, pas
     """Create a user; prints a one-time link to set the password."""
     from ..db.accounts import Accounts
     from ..passwords import hash_password
+    try:
+        rules.check_account_address(str(email))
+    except AccountError as exc:
+        raise UsageError(str(exc)) from None
     password = _password(password_stdin)
     now = utcnow()
     with app.store() as store:

@@ -96,6 +96,18 @@ def check_password(password: str) -> str:
     return password
 
 
+def check_account_address(address: str) -> str:
+    """An address that can name an account. Accounts compare case-folded,
+    and letters that fold to other letters (ß to ss, ſ to s, ligatures)
+    would let one mailbox's owner take another's account name (boß@
+    verified, boss@ taken): refused, with a word on what to use."""
+    local = address.rpartition("@")[0]
+    if local.casefold() != local.lower():
+        raise AccountError(f"{address} has letters that mail systems fold in different ways "
+                           "(such as ß or ſ); use the address spelt without them")
+    return address
+
+
 def usable_domains(user: User, shared: frozenset[str]) -> tuple[str, ...]:
     """The domains a user may create addresses at: theirs, and the shared ones."""
     return tuple(sorted(set(user.domains) | shared))

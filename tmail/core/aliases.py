@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .address import AddressError, check_local_part, parse_address
+from .address import AddressError, check_local_part, local_key, parse_address, unquote_local
 from .srs import is_srs
 from .verdict import AliasRecord, OnExpiry, expiry_reason
 from .words import WORDS
@@ -41,7 +41,7 @@ def check_alias_local(local: str, rules: Rules) -> str:
     check_local_part(local)
     if local.startswith('"'):
         raise AddressError("quoted local parts are not allowed for aliases")
-    if local.lower() in rules.role_local_parts:
+    if local_key(local) in rules.role_local_parts:    # folded as lookups fold it (poſtmaster too)
         raise AddressError(f"{local!r} is a role address every domain keeps for its admin "
                            "(RFC 2142); it cannot be an alias")
     if rules.recipient_delimiter and rules.recipient_delimiter in local:
@@ -58,6 +58,11 @@ def check_destinations(addresses: list[str], rules: Rules) -> tuple[str, ...]:
     seen: dict[str, str] = {}
     for text in addresses:
         dest = parse_address(text)
+        if any(c in unquote_local(dest.local) for c in "%!"):
+            # user%domain@host and host!user@host are routing, not mailboxes:
+            # Postfix can rewrite them onto one of tmail's own addresses
+            raise AddressError(f"destination {dest}: '%' and '!' route mail elsewhere; "
+                               "give the mailbox's own address")
         if dest.domain == rules.srs_domain:
             raise AddressError(f"destination {dest} is at the SRS domain")
         if dest.domain in rules.tmail_domains and not rules.allow_tmail_destinations:
@@ -122,6 +127,14 @@ def apply(record: AliasRecord, settings: Settings, base_time: datetime) -> Alias
     if settings.from_rewrite is not None:
         changes["from_rewrite"] = None if settings.from_rewrite == "domain" else settings.from_rewrite
     return dataclasses.replace(record, **changes)
+
+
+def extended_expiry(current: datetime | None, now: datetime, by: timedelta) -> datetime:
+    """The expiry moved `by` later, counted from now when it is past."""
+    try:
+        return max(now, current or now).replace(microsecond=0) + by
+    except OverflowError:     # a date set near the year 9999
+        raise ValueError("the new expiry would be past the year 9999") from None
 
 
 def new_alias(local: str, domain: str, destinations: tuple[str, ...], settings: Settings,

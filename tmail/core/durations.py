@@ -5,7 +5,9 @@ import re
 from datetime import datetime, timedelta, timezone
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_PART = re.compile(r"(\d{1,6})([smhdw])")
+_PART = re.compile(r"(\d{1,6})([smhdw])", re.ASCII)    # ASCII digits only: int() takes "٣" too
+# Longer is a typo or an attack: added to a date it would pass the year 9999.
+MAX_DURATION = timedelta(days=100 * 366)
 
 
 def parse_duration(text: str) -> timedelta:
@@ -23,6 +25,8 @@ def parse_duration(text: str) -> timedelta:
         )
     if seconds == 0:
         raise ValueError(f"duration {text!r} is zero")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"duration {text!r} is longer than 100 years")
     return timedelta(seconds=seconds)
 
 
