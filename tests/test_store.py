@@ -190,3 +190,43 @@ def test_a_removed_alias_takes_its_activity_along(store):
         Accounts(conn).add_activity([(gone.id, NOW, "friend@x.test", "forward", "forwarded")])
         s.remove_alias(gone, NOW)
         assert Accounts(conn).activity(gone.id) == []
+
+
+def test_a_late_forward_touches_only_the_alias_it_was_for(store):
+    """A forward can take minutes: meanwhile its alias can be deleted and
+    its id (SQLite reuses the highest) given to someone else's new alias."""
+    with store.begin() as conn:
+        s = Store(conn)
+        gone = s.add_alias(record("gone", max_messages=None))
+        s.remove_alias(gone, NOW)
+        heir = s.add_alias(record("heir", max_messages=None, created_at=NOW + timedelta(minutes=1)))
+    assert heir.id == gone.id or store.dialect.name != "sqlite"
+    with store.begin() as conn:
+        assert Store(conn).touch_forwarded(gone, NOW + timedelta(minutes=2), count=True) is False
+        assert Store(conn).touch_forwarded(heir, NOW + timedelta(minutes=2), count=True) is True
+    with store.connect() as conn:
+        found = Store(conn).get_alias("heir", "d.test")
+    assert found.forwarded == 1 and found.last_forwarded_at == NOW + timedelta(minutes=2)
+
+
+def test_a_locked_user_is_checked_by_one_transaction_at_a_time(store):
+    """Limits (addresses an hour, sign-in failures) are read, then written:
+    the user's row lock makes two requests at once take turns."""
+    from tmail.db.accounts import Accounts
+    with store.begin() as conn:
+        user_id = Accounts(conn).add_user("carol@real.test", NOW).id
+    events = []
+
+    def second():
+        with store.begin() as conn:
+            Accounts(conn).lock_user(user_id)
+            events.append("second locked")
+
+    with store.begin() as conn:
+        Accounts(conn).lock_user(user_id)
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        waiting.join(0.5)                 # it must still be waiting for us
+        events.append("first done")
+    waiting.join()
+    assert events == ["first done", "second locked"]

@@ -17,6 +17,7 @@ from .app import json_option, pass_app
 EVENTS_KEPT = timedelta(days=8)       # stats look back 7 days
 RECEIPTS_KEPT = timedelta(days=30)  # longer than Postfix keeps a message queued
 FAILURES_KEPT = timedelta(days=1)   # sign-in throttling looks back minutes, not days
+CREATIONS_KEPT = timedelta(days=1)  # the per-hour limit looks back an hour
 
 
 @click.command("purge")
@@ -46,6 +47,7 @@ def purge(app, dry_run):
             accounts.forget_tokens(now)          # expired links
             accounts.forget_sessions(now)        # expired sessions
             accounts.forget_failures(now - FAILURES_KEPT)
+            accounts.forget_creations(now - CREATIONS_KEPT)
         if dry_run:
             store.conn.rollback()
     addresses = [r.address for r in due]

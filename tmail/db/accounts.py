@@ -12,11 +12,19 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from ..core.accounts import Destination, User, new_token, token_hash
+from ..core.accounts import (
+    RESET_PASSWORD,
+    SET_PASSWORD,
+    Destination,
+    User,
+    new_token,
+    token_hash,
+)
 from ..core.address import local_key
 from ..core.verdict import AliasRecord
 from .schema import (
     activity,
+    alias_creations,
     aliases,
     destinations,
     domains,
@@ -104,10 +112,26 @@ class Accounts:
         self.conn.execute(users.update().where(users.c.id == user_id).values(**values))
 
     def set_password(self, user_id: int, password_hash: str, now: datetime) -> None:
-        """A new password ends every session of the user."""
+        """A new password ends every session of the user, and every password
+        link still out (one mailed earlier must not undo this one)."""
         self.conn.execute(users.update().where(users.c.id == user_id).values(
             password_hash=password_hash, password_changed_at=to_db(now)))
         self.end_sessions(user_id)
+        self.conn.execute(tokens.update().where(
+            tokens.c.user_id == user_id, tokens.c.kind.in_((SET_PASSWORD, RESET_PASSWORD)),
+            tokens.c.used_at.is_(None)).values(used_at=to_db(now)))
+
+    def lock_user(self, user_id: int) -> None:
+        """Hold the user's row until the transaction ends: what counts
+        against their limits (creations, sign-in failures) is then checked
+        and written by one request at a time. (SQLite's BEGIN IMMEDIATE
+        serialises writers already; PostgreSQL and MariaDB need this.)"""
+        self.conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
+
+    def own_destination(self, user: User) -> Destination | None:
+        """The destination that is the account's own address (as it was typed
+        and verified: the account's name is case-folded)."""
+        return next((d for d in self.destinations(user.id) if d.address.casefold() == user.email), None)
 
     def rehash_password(self, user_id: int, password_hash: str) -> None:
         """The same password under new argon2 parameters: sessions stay."""
@@ -294,8 +318,13 @@ class Accounts:
         return True
 
     # -- sign-in failures (throttling) ------------------------------------------
-    def note_failure(self, keys: list[str], now: datetime) -> None:
-        self.conn.execute(login_failures.insert(), [{"key": k[:330], "at": to_db(now)} for k in keys])
+    def note_failure(self, keys: list[str], now: datetime) -> list[int]:
+        """The rows' ids, for drop_failures."""
+        return [self.conn.execute(login_failures.insert().values(key=k[:330], at=to_db(now)))
+                .inserted_primary_key[0] for k in keys]
+
+    def drop_failures(self, ids: list[int]) -> None:
+        self.conn.execute(login_failures.delete().where(login_failures.c.id.in_(ids)))
 
     def failures(self, key: str, since: datetime) -> int:
         return self.conn.execute(sa.select(sa.func.count()).where(
@@ -361,9 +390,17 @@ class Accounts:
             aliases.join(destinations, destinations.c.alias_id == aliases.c.id)).where(
             aliases.c.owner_id == user_id, destinations.c.address == address)).scalar_one()
 
+    def note_creation(self, user_id: int, now: datetime) -> None:
+        self.conn.execute(alias_creations.insert().values(user_id=user_id, at=to_db(now)))
+
     def created_since(self, user_id: int, since: datetime) -> int:
+        """Addresses the user created since then, deleted ones included."""
         return self.conn.execute(sa.select(sa.func.count()).where(
-            aliases.c.owner_id == user_id, aliases.c.created_at > to_db(since))).scalar_one()
+            alias_creations.c.user_id == user_id, alias_creations.c.at > to_db(since))).scalar_one()
+
+    def forget_creations(self, before: datetime) -> int:
+        return self.conn.execute(
+            alias_creations.delete().where(alias_creations.c.at < to_db(before))).rowcount
 
     def owned_aliases(self, user_id: int, now: datetime, *, search: str = "", state: str = "",
                       domain: str = "", sort: str = "created", offset: int = 0,

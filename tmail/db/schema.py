@@ -204,6 +204,16 @@ login_failures = sa.Table(
     sa.Index("ix_login_failures_key_at", "key", "at"),
 )
 
+# When each user created an address: the per-hour limit counts these, so
+# deleting an address does not give its creation back.
+alias_creations = sa.Table(
+    "alias_creations", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Index("ix_alias_creations_user_at", "user_id", "at"),
+)
+
 # What happened at each alias (for its owner's detail page).
 activity = sa.Table(
     "activity", metadata,

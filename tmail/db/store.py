@@ -317,13 +317,17 @@ class Store:
                           .where(aliases.c.id == alias_id, aliases.c.forwarded > 0)
                           .values(forwarded=aliases.c.forwarded - 1))
 
-    def touch_forwarded(self, alias_id: int, now: datetime, count: bool = False) -> None:
+    def touch_forwarded(self, alias: AliasRecord, now: datetime, count: bool = False) -> bool:
         """Note when the alias was last used (and count the message, for an
-        alias without a limit, which reserve() did not count)."""
+        alias without a limit, which reserve() did not count). False when it
+        is gone: a forward can take minutes, and meanwhile the alias can be
+        deleted and its id given to a new one, which must not be touched."""
         values = {"last_forwarded_at": to_db(now)}
         if count:
             values["forwarded"] = aliases.c.forwarded + 1
-        self.conn.execute(aliases.update().where(aliases.c.id == alias_id).values(**values))
+        return self.conn.execute(aliases.update().where(
+            aliases.c.id == alias.id, aliases.c.local_key == local_key(alias.local),
+            aliases.c.created_at == to_db(alias.created_at)).values(**values)).rowcount == 1
 
     def count_refused(self, alias_id: int) -> None:
         self.conn.execute(aliases.update().where(aliases.c.id == alias_id)

@@ -191,8 +191,7 @@ class Delivery:
             or not all(d.isascii() for d in destinations)
         reply = self._send(envelope_sender, list(destinations), utf8, _chain([header], body),
                            still_wanted)
-        self._done(queue_id, recipient, receipt, digest, alias.id if alias else None,
-                   forwarded=True, sender=sender_text)
+        self._done(queue_id, recipient, receipt, digest, alias, forwarded=True, sender=sender_text)
         return Outcome(EX_OK, f"2.0.0 forwarded ({reply})")
 
     def _loop(self, header: bytes, recipient: str) -> str | None:
@@ -262,7 +261,7 @@ class Delivery:
         finally:
             client.close()
 
-    def _done(self, queue_id, recipient, receipt: Receipt, digest: str, alias_id: int | None,
+    def _done(self, queue_id, recipient, receipt: Receipt, digest: str, alias: AliasRecord | None,
               forwarded: bool, sender: str = "") -> None:
         """Record the delivery; after a 250 the answer is success, whatever
         happens here. A message counted at RCPT time is not counted twice."""
@@ -272,9 +271,8 @@ class Delivery:
             store.mark_forwarded(queue_id, receipt, digest, now)
             if forwarded:
                 store.add_event(parse_envelope(recipient).domain, "forwarded", now)
-            if alias_id is not None:
-                store.touch_forwarded(alias_id, now, count=not receipt.counted)
-                Accounts(store.conn).add_activity([(alias_id, now, _shown_sender(sender), "forward",
+            if alias is not None and store.touch_forwarded(alias, now, count=not receipt.counted):
+                Accounts(store.conn).add_activity([(alias.id, now, _shown_sender(sender), "forward",
                                                     "forwarded")])
         try:
             self.service.write(record)

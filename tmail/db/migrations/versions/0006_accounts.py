@@ -84,6 +84,13 @@ def upgrade():
     )
     op.create_index("ix_login_failures_key_at", "login_failures", ["key", "at"])
     op.create_table(
+        "alias_creations",
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("user_id", sa.Integer, nullable=False),
+        sa.Column("at", sa.DateTime, nullable=False),
+    )
+    op.create_index("ix_alias_creations_user_at", "alias_creations", ["user_id", "at"])
+    op.create_table(
         "activity",
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("alias_id", sa.Integer, nullable=False),
@@ -111,6 +118,6 @@ def downgrade():
         batch.drop_column("owner_id")
     with op.batch_alter_table("domains") as batch:
         batch.drop_column("shared")
-    for table in ("activity", "login_failures", "recovery_codes", "web_sessions", "tokens",
+    for table in ("activity", "alias_creations", "login_failures", "recovery_codes", "web_sessions", "tokens",
                   "user_destinations", "user_domains", "users"):
         op.drop_table(table)
