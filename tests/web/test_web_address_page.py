@@ -141,3 +141,16 @@ def test_a_reused_alias_id_never_shows_earlier_activity(web, alice, bob):
     assert new.id == old.id
     text = _body(web.signed_in("alice@real.test").get(f"/addresses/{new.id}"))
     assert "secret-sender" not in text and "No mail yet" in text
+
+
+def test_reviving_an_expired_address_counts_against_the_limit(web):
+    carol = web.add_user("carol@real.test", max_aliases=1)
+    old = web.add_alias(carol, "old", expires_at=web.clock() + timedelta(hours=1))
+    web.clock.advance(hours=2)
+    web.add_alias(carol, "new")                         # the one active address allowed
+    client = web.signed_in("carol@real.test")
+    refused = client.post(f"/addresses/{old.id}/extend", {"by": "7d"})
+    assert refused.status_code == 400 and "the most you may have" in _body(refused)
+    assert web.alias(old.id).expires_at < web.clock()
+    near_the_end = client.post(f"/addresses/{old.id}/extend", {"max_messages": "\u00b2"})
+    assert near_the_end.status_code == 400 and "whole number" in _body(near_the_end)

@@ -272,3 +272,28 @@ def test_the_total_is_counted_up_to_a_bound(web, alice):
         assert (page.total, page.more_than_total, page.has_next) == (3, True, True)
         exact = accounts.owned_aliases(alice.id, web.clock(), limit=2, count_up_to=5)
         assert (exact.total, exact.more_than_total) == (5, False)
+
+
+def test_deleting_does_not_give_back_the_hours_creations(make_web):
+    site = make_web(aliases_per_hour=2)
+    site.add_user("carol@real.test")
+    client = site.signed_in("carol@real.test")
+    for _ in range(2):
+        made = client.post("/addresses/random", {"domain": "d.test"}).headers["Location"]
+        assert client.post(f"{made}/delete").status_code == 303
+    refused = client.post("/addresses/random", {"domain": "d.test"})
+    assert refused.headers["Location"] == "/addresses" and "in the last hour" in _body(client.get("/addresses"))
+
+
+def test_a_role_name_in_any_spelling_is_refused(web, alice):
+    client = web.signed_in("alice@real.test")
+    for local in ("postmaster", "PostMaster", "po\u017ftmaster"):      # ſ folds to s, as lookups fold it
+        answer = client.post("/addresses/new", {"kind": "chosen", "local": local, "domain": "d.test",
+                                                "destination": "alice@real.test"})
+        assert answer.status_code == 400 and "role address" in _body(answer)
+
+
+def test_odd_page_numbers_are_page_one(web, alice):
+    client = web.signed_in("alice@real.test")
+    for page in ("\u00b2", "\u0663", "9" * 5000, "-1"):
+        assert client.get("/addresses", query_string={"page": page}).status_code == 200

@@ -107,3 +107,36 @@ def test_verifying_makes_the_alias_forward(web, alice):
     assert "waiting for a verified destination" in _body(client.get(f"/addresses/{record.id}"))
     web.client().post("/destinations/verify", {"token": _token(web.outbox.last_link())})
     assert web.alias(record.id).forwardable == ("me@home.test",)
+
+
+def test_links_to_one_address_are_limited_across_accounts_and_spellings(web, alice, bob):
+    """Adding a stranger's address as a destination mails them: three links
+    an hour to one mailbox, however its local part is cased, from everyone."""
+    client = web.signed_in("alice@real.test")
+    for spelling in ("victim@x.test", "Victim@x.test", "VICTIM@x.test", "vIctim@x.test"):
+        client.post("/destinations", {"address": spelling})
+    assert len(web.outbox) == 3
+    assert "Too many links" in _body(client.get("/destinations"))
+    web.signed_in("bob@real.test").post("/destinations", {"address": "victim@X.TEST"})
+    assert len(web.outbox) == 3
+    web.clock.advance(minutes=61)           # added, but unsent: "Resend" works an hour later
+    waiting = _destinations(web, "bob@real.test")["victim@x.test"]
+    web.signed_in("bob@real.test").post(f"/destinations/{waiting.id}/resend")
+    assert len(web.outbox) == 4
+
+
+def test_links_from_one_account_are_limited(web, alice):
+    client = web.signed_in("alice@real.test")
+    for n in range(11):
+        client.post("/destinations", {"address": f"box{n}@x.test"})
+    assert len(web.outbox) == 10
+    assert len(_destinations(web, "alice@real.test")) == 2 + 11    # the 11th added, its link later
+
+
+def test_the_own_address_stays_whatever_its_case(web):
+    web.add_user("Carol@real.test")
+    client = web.signed_in("carol@real.test")
+    own = _destinations(web, "carol@real.test")["Carol@real.test"]
+    answer = client.post(f"/destinations/{own.id}/remove")
+    assert answer.status_code == 400 and "own address" in _body(answer)
+    assert "Carol@real.test" in _destinations(web, "carol@real.test")

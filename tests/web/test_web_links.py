@@ -222,3 +222,35 @@ def test_invite_link_expires(make_web):
     assert site.client().get(f"/signup?token={invite}").status_code == 410
     assert site.client().post("/signup", {"token": invite, "email": "me@x.test"}).status_code == 410
     assert site.outbox == []
+
+
+def test_signup_refuses_letters_that_fold_to_others(make_web):
+    """boß@ case-folds to boss@: its owner must not get the account name of
+    the mailbox boss@ (nor ſ that of s)."""
+    site = make_web(signup="open", signup_domains="real.test")
+    for address in ("bo\u00df@real.test", "bo\u017f\u017f@real.test"):
+        answer = site.client().post("/signup", {"email": address})
+        assert answer.status_code == 400 and "fold" in answer.get_data(as_text=True)
+    assert site.outbox == []
+
+
+def test_reset_link_goes_to_the_address_as_it_was_verified(make_web):
+    site = make_web(password_reset=True)
+    site.add_user("Boss@real.test")          # the account's name is case-folded; the mailbox is not
+    site.client().post("/password/forgot", {"email": "BOSS@real.test"})
+    assert [r for r, _ in site.outbox] == [["Boss@real.test"]]
+
+
+def test_a_new_password_kills_every_earlier_link(make_web):
+    site = make_web(password_reset=True)
+    site.add_user("alice@real.test")
+    for _ in range(2):
+        site.client().post("/password/forgot", {"email": "alice@real.test"})
+    first, second = (link.split("token=")[1] for link in site.outbox.links())
+    assert site.client().post("/password", {"token": second, "new_password": NEW,
+                                            "confirm_password": NEW}).status_code == 303
+    # the first link, still in the mailbox (or in a thief's hands), undoes nothing
+    other = "yet another password"
+    assert site.client().post("/password", {"token": first, "new_password": other,
+                                            "confirm_password": other}).status_code == 410
+    assert site.client().sign_in("alice@real.test", NEW).status_code == 303

@@ -70,12 +70,38 @@ def test_client_throttled_after_twenty_failures(web, alice):
     assert answer.status_code == 303
 
 
+def _failures(web) -> list[str]:
+    with web.engine.begin() as conn:
+        return sorted(conn.execute(sa.select(login_failures.c.key)).scalars())
+
+
+def test_an_attempt_is_counted_before_the_password_is_checked(web, alice, monkeypatch):
+    """Requests at once cannot all slip under the limit: each is counted
+    (and committed) first; and the database is free while argon2 runs, so
+    the mail path never waits for a sign-in."""
+    from tmail import passwords
+    real_check, seen = passwords.check, []
+
+    def check(stored, password):
+        seen.append(_failures(web))                       # another connection reads it...
+        with web.engine.begin() as conn:                  # ...and can write meanwhile
+            conn.execute(login_failures.insert().values(key="probe", at=web.clock()))
+        return real_check(stored, password)
+    monkeypatch.setattr(passwords, "check", check)
+    assert web.client().sign_in("alice@real.test", "wrong password!").status_code == 401
+    assert seen == [["account:alice@real.test", "client:127.0.0.1"]]
+    assert web.client().sign_in("alice@real.test").status_code == 303
+    # a success takes its own count back (and clears the account's)
+    assert _failures(web) == ["client:127.0.0.1", "probe", "probe"]
+
+
 def test_disabled_account_cannot_sign_in_and_loses_its_session(web, alice):
     client = web.signed_in("alice@real.test")
     with web.accounts() as accounts:
         accounts.set_user(alice.id, enabled=False)
     assert client.get("/addresses").status_code == 303
     assert web.client().sign_in("alice@real.test").status_code == 403
+    assert _failures(web) == []             # the right password is no failure
 
 
 def test_password_rehashed_when_parameters_change(web, alice, monkeypatch):

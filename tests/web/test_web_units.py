@@ -27,6 +27,9 @@ def test_settings_from_a_form():
     ({"on_expiry": "bounce"}, "choose one of"), ({"expires": "yesterday"}, "not a date"),
     ({"expires": "2026-11-30"}, "in the past"), ({"note": "a\nb"}, "control character"),
     ({"note": "x" * 501}, "longer than 500"), ({"ttl": "1d", "expires": "2027-01-01"}, "not both"),
+    # digits that are not ASCII digits ("²".isdigit() is true; int() refuses it, int("٣") takes it)
+    ({"max_messages": "²"}, "whole number"), ({"max_messages": "٣"}, "whole number"), ({"ttl": "٣d"}, "not a duration"),
+    ({"ttl": "999999w"}, "longer than 100 years"),
 ])
 def test_settings_refused(form, message):
     with pytest.raises(forms.FormError, match=message):
@@ -41,10 +44,14 @@ def test_extension():
     assert forms.extension({"max_messages": "9"}, NOW).expiry(later, NOW) == later
     with pytest.raises(forms.FormError):
         forms.extension({}, NOW)
+    near_the_end = datetime(9999, 12, 1, tzinfo=timezone.utc)
+    with pytest.raises(forms.FormError, match="past the year 9999"):
+        forms.extension({"by": "52w"}, NOW).expiry(near_the_end, NOW)
 
 
 def test_page_numbers():
-    assert [forms.page(v) for v in (None, "", "x", "0", "-1", "3", "99999999999")] == [1, 1, 1, 1, 1, 3, 1_000_000]
+    assert [forms.page(v) for v in (None, "", "x", "0", "-1", "3", "99999999999", "²", "٣", "9" * 5000)] == \
+        [1, 1, 1, 1, 1, 3, 1_000_000, 1, 1, 1_000_000]
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -44,6 +44,9 @@ class State:
     engine: object
     send: Callable
     now: Callable
+    # mail for pages that must not reveal by their timing whether it went
+    # out goes from a thread; a test's own `send` gets it at once
+    send_in_background: bool = False
 
 
 def read_secret(path: str) -> str:
@@ -85,7 +88,7 @@ def create_app(cfg: Config, *, engine=None, send=None, clock=None, listen: str |
     app = Flask(__name__)
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
     app.extensions["tmail"] = State(cfg, engine, send if send is not None else outbound.send,
-                                     clock if clock is not None else utcnow)
+                                     clock if clock is not None else utcnow, send_in_background=send is None)
     app.config.update(
         SECRET_KEY=read_secret(web["secret_key_file"]),
         MAX_CONTENT_LENGTH=MAX_REQUEST,

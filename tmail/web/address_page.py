@@ -78,7 +78,13 @@ def extend(alias_id: int):
     except forms.FormError as exc:
         return show(alias_id, str(exc), 400)
     limit = wanted.max_messages if wanted.max_messages is not None else record.max_messages
-    changed = dataclasses.replace(record, expires_at=wanted.expiry(record.expires_at, now), max_messages=limit)
+    try:
+        changed = dataclasses.replace(record, expires_at=wanted.expiry(record.expires_at, now), max_messages=limit)
+        if not creation.counts_as_active(record, now) and creation.counts_as_active(changed, now):
+            # an expired address made live again is one more active address
+            creation.check_limits(access.user(), record.domain, created_last_hour=0)
+    except forms.FormError as exc:
+        return show(alias_id, str(exc), 400)
     return _save(changed, "Extended.")
 
 
@@ -91,12 +97,13 @@ def disable(alias_id: int):
 @bp.post("/addresses/<int:alias_id>/enable")
 def enable(alias_id: int):
     record = access.owned_alias(alias_id)
-    if not record.enabled:
+    changed = dataclasses.replace(record, enabled=True)
+    if not creation.counts_as_active(record, _state().now()) and creation.counts_as_active(changed, _state().now()):
         try:     # one more active address: the user's limit, as for a new one
             creation.check_limits(access.user(), record.domain, created_last_hour=0)
         except forms.FormError as exc:
             return show(alias_id, str(exc), 400)
-    return _save(dataclasses.replace(record, enabled=True), "Enabled: mail to it is forwarded again.")
+    return _save(changed, "Enabled: mail to it is forwarded again.")
 
 
 @bp.post("/addresses/<int:alias_id>/block")

@@ -54,19 +54,25 @@ def sign_in():
     email = request.form.get("email", "").strip()[:320]
     password = request.form.get("password", "")
     accounts, now = db.accounts(), _now()
+    found = accounts.user_by_email(email) if email else None
+    if found is not None:
+        accounts.lock_user(found.id)     # one attempt at a time counts against the account
     checks = ((throttle.SIGN_IN_ACCOUNT, email), (throttle.SIGN_IN_CLIENT, _client()))
-    if throttle.exceeded(accounts, now, *checks):
+    reserved = throttle.reserve(accounts, now, *checks)
+    if reserved is None:
         log.warning("sign-in refused: too many failures (client %s)", _client())
         return render_template("sign_in.html", next=target, email=email, error=TOO_MANY), 429
-    found = accounts.user_by_email(email) if email else None
+    # The attempt is counted and no lock is held while argon2 runs (a fifth
+    # of a second): neither other sign-ins nor the mail path wait for it.
+    db.commit()
     ok, rehashed = passwords.check(found.password_hash if found else None, password[:forms.MAX_FIELD])
     if not ok or found is None:
         # one line an admin's fail2ban can read; the address typed is not logged
         log.info("sign-in failed (client %s)", _client())
-        throttle.note(accounts, now, *checks)
-        db.commit()
         return render_template("sign_in.html", next=target, email=email, error=WRONG), 401
+    accounts.drop_failures(reserved)
     if not found.enabled:
+        db.commit()
         return render_template("sign_in.html", next=target, email=email,
                                error="This account is disabled. Ask your admin."), 403
     if rehashed:
@@ -125,14 +131,16 @@ def code():
     if request.method == "GET":
         return render_template("sign_in_code.html")
     accounts, now = db.accounts(), _now()
+    accounts.lock_user(user.id)
     checks = ((throttle.SIGN_IN_ACCOUNT, user.email), (throttle.SIGN_IN_CLIENT, _client()))
-    if throttle.exceeded(accounts, now, *checks):
+    reserved = throttle.reserve(accounts, now, *checks)
+    if reserved is None:
         return render_template("sign_in_code.html", error=TOO_MANY), 429
     message = second_factor(user, request.form.get("code", "")[:64])
     if message is None:
-        throttle.note(accounts, now, *checks)
         db.commit()
         return render_template("sign_in_code.html", error=WRONG_CODE), 401
+    accounts.drop_failures(reserved)
     if accounts.use_token(PENDING, session["pending"], now) is None:
         return redirect(url_for("auth.sign_in"), 303)
     return _signed_in(user, access.safe_next(session.get("next")), message)

@@ -38,7 +38,8 @@ def verified(user: User) -> list[str]:
 def default_destinations(user: User) -> list[str]:
     """The account's own address when verified, else its first verified one."""
     found = verified(user)
-    return [user.email] if user.email in found else found[:1]
+    own = [address for address in found if address.casefold() == user.email]
+    return own or found[:1]
 
 
 def chosen_destinations(user: User, wanted: list[str]) -> tuple[str, ...]:
@@ -55,10 +56,17 @@ def chosen_destinations(user: User, wanted: list[str]) -> tuple[str, ...]:
         raise FormError(str(exc)) from None
 
 
+def counts_as_active(record: AliasRecord, now) -> bool:
+    """Whether the address counts against the user's limit (as count_active)."""
+    return record.enabled and (record.expires_at is None or record.expires_at > now)
+
+
 def check_limits(user: User, domain: str, created_last_hour: int | None = None) -> None:
-    """The user's limits for one more active address at `domain`."""
+    """The user's limits for one more active address at `domain`. The user's
+    row is locked first, so two requests at once cannot both pass."""
     state = current_app.extensions["tmail"]
     accounts, now, web = db.accounts(), state.now(), state.config["web"]
+    accounts.lock_user(user.id)
     if created_last_hour is None:
         created_last_hour = accounts.created_since(user.id, now - timedelta(hours=1))
     try:
@@ -109,6 +117,8 @@ def create(user: User, local: str | None, domain: str, destinations: list[str],
     record = alias_rules.new_alias(local, domain, dests, alias_rules.with_defaults(
         settings, store.domain_settings(domain)), now)
     try:
-        return store.add_alias(dataclasses.replace(record, owner_id=user.id))
+        added = store.add_alias(dataclasses.replace(record, owner_id=user.id))
     except StoreError as exc:
         raise FormError(str(exc)) from None
+    db.accounts().note_creation(user.id, now)
+    return added

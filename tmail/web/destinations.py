@@ -14,7 +14,7 @@ from ..core import accounts as rules
 from ..core import aliases as alias_rules
 from ..core import mails
 from ..core.address import AddressError, parse_address
-from . import access, creation, mailer
+from . import access, creation, mailer, throttle
 from . import database as db
 from .access import public
 from .links import dead_link
@@ -41,11 +41,18 @@ def index():
 
 
 def _send_link(destination) -> bool:
-    """Mail a verification link, unless one went out less than a minute ago."""
+    """Mail a verification link, unless one went out less than a minute ago
+    or the hour's links to that address, or from this account, are spent."""
     accounts, now = db.accounts(), _state().now()
     if destination.last_sent_at is not None and now - destination.last_sent_at < rules.RESEND_AFTER:
         flash("A link was sent less than a minute ago. Wait a little, then ask again.", "error")
         return False
+    checks = ((throttle.MAIL_TO_ADDRESS, destination.address), (throttle.MAIL_FROM_USER, str(destination.user_id)))
+    if throttle.exceeded(accounts, now, *checks):
+        flash(f"Too many links have gone to {destination.address} or from your account this hour. "
+              "Ask again later.", "error")
+        return False
+    throttle.note(accounts, now, *checks)
     token = accounts.issue_token(rules.VERIFY_DESTINATION, destination.user_id, destination.address, now,
                                  rules.TOKEN_LIFETIMES[rules.VERIFY_DESTINATION])
     accounts.mark_sent(destination.id, now)
@@ -91,7 +98,7 @@ def resend(destination_id: int):
 def remove(destination_id: int):
     user = access.user()
     found = access.owned_destination(destination_id)
-    if found.address == user.email:
+    if found.address.casefold() == user.email:
         return _page("This is your account's own address; it stays a destination.", 400)
     using = db.accounts().aliases_using(user.id, found.address)
     if using:
@@ -123,6 +130,7 @@ def verify():
         return render_template("verified.html", address=address)
     accounts.verify_destination(user_id, address, now)
     db.commit()
-    if address != owner.email:
-        mailer.send(owner.email, mails.destination_verified, verified=address)
+    own = accounts.own_destination(owner)
+    if address.casefold() != owner.email and own is not None:
+        mailer.send(own.address, mails.destination_verified, verified=address)
     return render_template("verified.html", address=address)

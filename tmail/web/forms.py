@@ -62,7 +62,7 @@ def count(form: Mapping[str, str], name: str, what: str) -> int | None:
     value = field(form, name, what, 12)
     if not value:
         return None
-    if not value.isdigit() or int(value) < 1:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:   # "²" is a digit too
         raise FormError(f"{what}: write a whole number of at least 1")
     return int(value)
 
@@ -104,7 +104,10 @@ class Extension:
         if self.until is not None:
             return self.until.replace(microsecond=0)
         if self.by is not None:
-            return max(now, current or now).replace(microsecond=0) + self.by
+            try:
+                return alias_rules.extended_expiry(current, now, self.by)
+            except ValueError as exc:
+                raise FormError(f"Extend by: {exc}") from None
         return current
 
 
@@ -130,5 +133,5 @@ def passwords(form: Mapping[str, str], name: str = "new_password", confirm: str 
 
 def page(value: str | None) -> int:
     """A page number from the query string; anything odd is page 1."""
-    text = (value or "").strip()
-    return max(1, min(int(text), 1_000_000)) if text.isdigit() else 1
+    text = (value or "").strip()[:20]      # int() of a huge string is slow
+    return max(1, min(int(text), 1_000_000)) if text.isascii() and text.isdigit() else 1

@@ -84,7 +84,7 @@ def forgot():
         return render_template("forgot.html", error="Too many requests. Try again later."), 429
     throttle.note(accounts, now, *checks)
     user = accounts.user_by_email(email) if email else None
-    own = accounts.destination_by_address(user.id, user.email) if user else None
+    own = accounts.own_destination(user) if user else None
     # A link goes only to an account's own address once it is verified:
     # an address someone mistyped at sign-up never receives one.
     if user is None or not user.enabled or own is None or not own.verified:
@@ -92,6 +92,7 @@ def forgot():
         return render_template("forgot.html", sent=SENT)
     token = accounts.issue_token(rules.RESET_PASSWORD, user.id, "", now, rules.TOKEN_LIFETIMES[rules.RESET_PASSWORD])
     db.commit()
-    mailer.send(user.email, mails.password_link, link=mailer.link("links.password", token=token), reset=True,
-                valid="an hour")
+    # to the address as it was verified (the account's name is case-folded)
+    mailer.send_later(own.address, mails.password_link, link=mailer.link("links.password", token=token),
+                      reset=True, valid="an hour")
     return render_template("forgot.html", sent=SENT)

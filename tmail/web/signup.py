@@ -54,7 +54,8 @@ def check_address(text: str) -> str:
         alias_rules.check_destinations([str(address)], alias_rules.Rules(
             tmail_domains=frozenset(db.store().domain_names()), srs_domain=_state().config["srs"]["domain"],
             recipient_delimiter="", role_local_parts=defaults.ROLE_LOCAL_PARTS))
-    except AddressError as exc:
+        rules.check_account_address(str(address))
+    except (AddressError, AccountError) as exc:
         raise forms.FormError(str(exc)) from None
     allowed = _state().config.signup_domains
     if _mode() == "open" and address.domain not in allowed:
@@ -89,7 +90,7 @@ def start():
     token = accounts.issue_token(rules.SIGNUP, None, address, now, rules.TOKEN_LIFETIMES[rules.SIGNUP])
     db.commit()
     values = {"token": token, "invite": invite} if invite else {"token": token}
-    mailer.send(address, mails.signup_link, link=mailer.link("signup.confirm", **values))
+    mailer.send_later(address, mails.signup_link, link=mailer.link("signup.confirm", **values))
     return render_template("signup_sent.html", message=SENT)
 
 

@@ -1,6 +1,6 @@
 """How often someone may try: sign-in per account and per client address,
-and the mails a stranger can make tmail send (sign-up and password-reset
-links). Counted in the database (login_failures), since the app runs as
+and the mails someone can make tmail send (sign-up, password-reset and
+destination links). Counted in the database (login_failures), since the app runs as
 several gunicorn processes.
 
 An unknown account is counted like a known one, under the address typed,
@@ -29,9 +29,12 @@ class Limit:
 SIGN_IN_ACCOUNT = Limit("account", 5, timedelta(minutes=15))
 # One address behind which many people may sit (a NAT) gets more.
 SIGN_IN_CLIENT = Limit("client", 20, timedelta(minutes=15))
-# Links sent by mail: to one address, and asked for from one client.
+# Links sent by mail: to one address (sign-up, reset and destination links
+# together, from every account), and asked for from one client or account:
+# tmail cannot be made to flood a mailbox that never asked for anything.
 MAIL_TO_ADDRESS = Limit("mail-to", 3, timedelta(hours=1))
 MAIL_FROM_CLIENT = Limit("mail-from", 10, timedelta(hours=1))
+MAIL_FROM_USER = Limit("mail-from-user", 10, timedelta(hours=1))
 
 
 def exceeded(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -> bool:
@@ -39,8 +42,17 @@ def exceeded(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -> b
                for limit, value in checks)
 
 
-def note(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -> None:
-    accounts.note_failure([limit.key(value) for limit, value in checks], now)
+def note(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -> list[int]:
+    return accounts.note_failure([limit.key(value) for limit, value in checks], now)
+
+
+def reserve(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -> list[int] | None:
+    """Count an attempt as failed before it is tried, so that requests made
+    at once cannot all slip under the limit: the rows to drop if it
+    succeeds, or None (nothing noted) when a limit is reached already."""
+    if exceeded(accounts, now, *checks):
+        return None
+    return note(accounts, now, *checks)
 
 
 def clear(accounts: Accounts, limit: Limit, value: str) -> None:
