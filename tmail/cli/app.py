@@ -4,13 +4,11 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from datetime import datetime
-from enum import Enum
 
 import click
 
 from .. import config as config_mod
-from .. import defaults
+from .. import defaults, jsontext
 from ..core.address import AddressError
 
 
@@ -54,17 +52,9 @@ class App:
 
     def emit(self, data, text: str | None = None) -> None:
         if self.json:
-            click.echo(json.dumps(data, default=_json_default, sort_keys=True))
+            click.echo(jsontext.dumps(data))
         elif text is not None:
             click.echo(text)
-
-
-def _json_default(value):
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, Enum):
-        return value.value
-    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 def error_exit(message: str, code: int, as_json: bool) -> None:
