@@ -36,6 +36,18 @@ class AccountError(ValueError):
     """A request the rules refuse; the message says why."""
 
 
+class NotAllowed(AccountError):
+    """Not this user's to do (a domain not theirs, a disabled account)."""
+
+
+class LimitReached(AccountError):
+    """The user has as many active addresses as they may."""
+
+
+class TooFast(AccountError):
+    """The user created as many addresses this hour as they may."""
+
+
 @dataclass(frozen=True)
 class User:
     id: int
@@ -50,6 +62,10 @@ class User:
     password_changed_at: datetime | None = None
     last_login_at: datetime | None = None
     domains: tuple[str, ...] = ()          # given to this user (shared ones come on top)
+    # addresses made through the API (a password manager's): these, not the
+    # domain's defaults; None is no expiry, and the first usable domain
+    api_ttl: timedelta | None = None
+    api_domain: str | None = None
 
     @property
     def has_password(self) -> bool:
@@ -117,14 +133,14 @@ def check_new_alias(user: User, domain: str, shared: frozenset[str], *, active: 
                     created_last_hour: int, default_max: int, default_per_hour: int) -> None:
     """Refuse an address the user may not create now (AccountError)."""
     if not user.enabled:
-        raise AccountError("this account is disabled")
+        raise NotAllowed("this account is disabled")
     if domain not in usable_domains(user, shared):
-        raise AccountError(f"you cannot create addresses at {domain}")
+        raise NotAllowed(f"you cannot create addresses at {domain}")
     limit = user.max_aliases if user.max_aliases is not None else default_max
     if active >= limit:
-        raise AccountError(f"you have {active} active addresses, the most you may have; "
+        raise LimitReached(f"you have {active} active addresses, the most you may have; "
                            "disable or delete one first")
     per_hour = user.max_per_hour if user.max_per_hour is not None else default_per_hour
     if created_last_hour >= per_hour:
-        raise AccountError(f"you created {created_last_hour} addresses in the last hour, "
+        raise TooFast(f"you created {created_last_hour} addresses in the last hour, "
                            "the most you may; try again later")

@@ -80,7 +80,9 @@ class Accounts:
             .where(user_domains.c.user_id == row.id).order_by(domains.c.name)).scalars())
         return User(row.id, row.email, bool(row.is_admin), bool(row.enabled), row.max_aliases,
                     row.max_per_hour, row.password_hash, row.totp_secret, from_db(row.created_at),
-                    from_db(row.password_changed_at), from_db(row.last_login_at), names)
+                    from_db(row.password_changed_at), from_db(row.last_login_at), names,
+                    api_ttl=timedelta(seconds=row.api_ttl_seconds) if row.api_ttl_seconds else None,
+                    api_domain=row.api_domain)
 
     def user(self, user_id: int) -> User | None:
         row = self.conn.execute(sa.select(users).where(users.c.id == user_id)).first()
@@ -103,7 +105,8 @@ class Accounts:
         return found
 
     def set_user(self, user_id: int, **values) -> None:
-        allowed = {"is_admin", "enabled", "max_aliases", "max_per_hour", "totp_secret", "last_login_at"}
+        allowed = {"is_admin", "enabled", "max_aliases", "max_per_hour", "totp_secret", "last_login_at",
+                   "api_ttl_seconds", "api_domain"}
         unknown = set(values) - allowed
         if unknown:
             raise ValueError(f"not a user setting: {', '.join(sorted(unknown))}")
@@ -330,6 +333,11 @@ class Accounts:
         return self.conn.execute(sa.select(sa.func.count()).where(
             login_failures.c.key == key[:330], login_failures.c.at > to_db(since))).scalar_one()
 
+    def oldest_failure(self, key: str, since: datetime) -> datetime | None:
+        """The first counted attempt still in the window (when it frees a place)."""
+        return from_db(self.conn.execute(sa.select(sa.func.min(login_failures.c.at)).where(
+            login_failures.c.key == key[:330], login_failures.c.at > to_db(since))).scalar_one())
+
     def clear_failures(self, key: str) -> None:
         self.conn.execute(login_failures.delete().where(login_failures.c.key == key[:330]))
 
@@ -397,6 +405,10 @@ class Accounts:
         """Addresses the user created since then, deleted ones included."""
         return self.conn.execute(sa.select(sa.func.count()).where(
             alias_creations.c.user_id == user_id, alias_creations.c.at > to_db(since))).scalar_one()
+
+    def oldest_creation(self, user_id: int, since: datetime) -> datetime | None:
+        return from_db(self.conn.execute(sa.select(sa.func.min(alias_creations.c.at)).where(
+            alias_creations.c.user_id == user_id, alias_creations.c.at > to_db(since))).scalar_one())
 
     def forget_creations(self, before: datetime) -> int:
         return self.conn.execute(

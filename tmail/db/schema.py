@@ -140,6 +140,10 @@ users = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("password_changed_at", sa.DateTime, nullable=True),
     sa.Column("last_login_at", sa.DateTime, nullable=True),
+    # What an address made through the API gets (a password manager's):
+    # None is no expiry, and the first domain the user may use.
+    sa.Column("api_ttl_seconds", sa.Integer, nullable=True),
+    sa.Column("api_domain", key_string(255), nullable=True),
 )
 
 # Domains a user may create aliases at (besides the shared ones).
@@ -202,6 +206,23 @@ login_failures = sa.Table(
     sa.Column("key", key_string(330), nullable=False),   # "account:<email>" or "client:<address>"
     sa.Column("at", sa.DateTime, nullable=False),
     sa.Index("ix_login_failures_key_at", "key", "at"),
+)
+
+# API tokens: only the SHA-256 of a token is kept (it is shown once), and
+# its first characters, so that a person can tell theirs apart.
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", key_string(100), nullable=False),
+    sa.Column("shown", sa.String(16), nullable=False),
+    sa.Column("scopes", sa.String(64), nullable=False),      # space-separated
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=True),
+    sa.Column("last_used_at", sa.DateTime, nullable=True),
+    sa.UniqueConstraint("user_id", "name", name="uq_api_tokens_user_name"),
 )
 
 # When each user created an address: the per-hour limit counts these, so
