@@ -16,7 +16,7 @@ from ..core.address import AddressError, parse_block_pattern
 from ..core.glance import glance
 from ..core.lifecycle import quarantined_until
 from ..core.verdict import OnExpiry
-from . import access, creation, forms
+from . import access, changes, creation, forms
 from . import database as db
 
 bp = Blueprint("address_page", __name__)
@@ -80,9 +80,7 @@ def extend(alias_id: int):
     limit = wanted.max_messages if wanted.max_messages is not None else record.max_messages
     try:
         changed = dataclasses.replace(record, expires_at=wanted.expiry(record.expires_at, now), max_messages=limit)
-        if not creation.counts_as_active(record, now) and creation.counts_as_active(changed, now):
-            # an expired address made live again is one more active address
-            creation.check_limits(access.user(), record.domain, created_last_hour=0)
+        creation.check_revival(access.user(), record, changed)
     except forms.FormError as exc:
         return show(alias_id, str(exc), 400)
     return _save(changed, "Extended.")
@@ -98,11 +96,10 @@ def disable(alias_id: int):
 def enable(alias_id: int):
     record = access.owned_alias(alias_id)
     changed = dataclasses.replace(record, enabled=True)
-    if not creation.counts_as_active(record, _state().now()) and creation.counts_as_active(changed, _state().now()):
-        try:     # one more active address: the user's limit, as for a new one
-            creation.check_limits(access.user(), record.domain, created_last_hour=0)
-        except forms.FormError as exc:
-            return show(alias_id, str(exc), 400)
+    try:
+        creation.check_revival(access.user(), record, changed)
+    except forms.FormError as exc:
+        return show(alias_id, str(exc), 400)
     return _save(changed, "Enabled: mail to it is forwarded again.")
 
 
@@ -110,21 +107,17 @@ def enable(alias_id: int):
 def block(alias_id: int):
     record = access.owned_alias(alias_id)
     try:
-        pattern = parse_block_pattern(forms.field(request.form, "sender", "The sender", 320))
-    except (AddressError, forms.FormError) as exc:
-        return show(alias_id, f"Cannot block that sender: {exc}", 400)
-    if len(record.blocked) >= 1000 and pattern not in record.blocked:
-        return show(alias_id, "This address blocks 1000 senders already; unblock some first", 400)
-    blocked = tuple(sorted(set(record.blocked) | {pattern}))
-    return _save(dataclasses.replace(record, blocked=blocked), f"Mail from {pattern} is now refused.")
+        changed, pattern = changes.blocking(record, forms.field(request.form, "sender", "The sender", 320))
+    except forms.FormError as exc:
+        return show(alias_id, str(exc), 400)
+    return _save(changed, f"Mail from {pattern} is now refused.")
 
 
 @bp.post("/addresses/<int:alias_id>/unblock")
 def unblock(alias_id: int):
     record = access.owned_alias(alias_id)
     pattern = request.form.get("sender", "")[:330]
-    blocked = tuple(p for p in record.blocked if p != pattern)
-    return _save(dataclasses.replace(record, blocked=blocked), f"Mail from {pattern} is accepted again.")
+    return _save(changes.unblocking(record, pattern), f"Mail from {pattern} is accepted again.")
 
 
 @bp.post("/addresses/<int:alias_id>/destinations")
@@ -155,8 +148,7 @@ def delete(alias_id: int):
     if request.method == "GET":
         return render_template("address_delete.html", alias=record, days=quarantine // timedelta(days=1),
                                until=quarantined_until(state.now(), quarantine))
-    db.store().remove_alias(record, state.now())
-    db.accounts().forget_alias_activity(record.id)
+    changes.delete(record)
     flash(f"{record.address} is deleted. Mail to it is refused; nobody can take it for "
           f"{quarantine // timedelta(days=1)} days.")
     return redirect(url_for("addresses.index"), 303)

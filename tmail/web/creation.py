@@ -11,7 +11,7 @@ from flask import current_app
 
 from .. import defaults
 from ..core import aliases as alias_rules
-from ..core.accounts import AccountError, User, check_new_alias
+from ..core.accounts import LimitReached, NotAllowed, TooFast, User, check_new_alias
 from ..core.address import AddressError, local_key
 from ..core.lifecycle import quarantined_until
 from ..core.verdict import AliasRecord
@@ -73,14 +73,26 @@ def check_limits(user: User, domain: str, created_last_hour: int | None = None) 
         check_new_alias(user, domain, accounts.shared_domains(), active=accounts.count_active(user.id, now),
                         created_last_hour=created_last_hour, default_max=web["max_aliases"],
                         default_per_hour=web["aliases_per_hour"])
-    except AccountError as exc:
-        raise FormError(str(exc)) from None
+    except NotAllowed as exc:
+        raise FormError(str(exc), 403) from None
+    except LimitReached as exc:
+        raise FormError(str(exc), 409) from None
+    except TooFast as exc:
+        raise FormError(str(exc), 429) from None
 
 
-def _free_local(domain: str) -> str:
+def check_revival(user: User, before: AliasRecord, after: AliasRecord) -> None:
+    """A change that makes an expired or disabled address live again makes
+    one more active address: the user's limit, as for a new one."""
+    now = current_app.extensions["tmail"].now()
+    if not counts_as_active(before, now) and counts_as_active(after, now):
+        check_limits(user, before.domain, created_last_hour=0)
+
+
+def _free_local(domain: str, style: str | None = None) -> str:
     state = current_app.extensions["tmail"]
     store, cfg = db.store(), state.config["aliases"]
-    style = store.domain_settings(domain).random_style or cfg["random_style"]
+    style = style or store.domain_settings(domain).random_style or cfg["random_style"]
     for _ in range(RANDOM_TRIES):
         local = alias_rules.random_local(style, cfg["random_length"])
         key = local_key(local)
@@ -98,24 +110,28 @@ def _check_local(local: str, domain: str) -> str:
         raise FormError(str(exc)) from None
     key = local_key(local)
     if store.get_alias(key, domain) is not None:
-        raise FormError(f"{local}@{domain} is taken; choose another name")
+        raise FormError(f"{local}@{domain} is taken; choose another name", 409)
     until = quarantined_until(store.retired_at(domain, key), state.config.duration("lifecycle", "quarantine"))
     if until is not None and now < until:
         raise FormError(f"{local}@{domain} was deleted not long ago. It stays unused until {until:%Y-%m-%d} "
-                        "so that nobody receives mail meant for its previous owner; choose another name")
+                        "so that nobody receives mail meant for its previous owner; choose another name", 409)
     return local
 
 
 def create(user: User, local: str | None, domain: str, destinations: list[str],
-           settings: alias_rules.Settings) -> AliasRecord:
-    """A new address owned by `user` (a random one when `local` is None)."""
+           settings: alias_rules.Settings, *, style: str | None = None,
+           domain_defaults: bool = True) -> AliasRecord:
+    """A new address owned by `user` (a random one, of `style` or the
+    domain's, when `local` is None). `domain_defaults=False`: the settings
+    as given (the API's defaults, no expiry unless the user chose one)."""
     state = current_app.extensions["tmail"]
     store, now = db.store(), state.now()
     check_limits(user, domain)
     dests = chosen_destinations(user, destinations)
-    local = _free_local(domain) if local is None else _check_local(local, domain)
-    record = alias_rules.new_alias(local, domain, dests, alias_rules.with_defaults(
-        settings, store.domain_settings(domain)), now)
+    local = _free_local(domain, style) if local is None else _check_local(local, domain)
+    if domain_defaults:
+        settings = alias_rules.with_defaults(settings, store.domain_settings(domain))
+    record = alias_rules.new_alias(local, domain, dests, settings, now)
     try:
         added = store.add_alias(dataclasses.replace(record, owner_id=user.id))
     except StoreError as exc:

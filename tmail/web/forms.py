@@ -19,7 +19,12 @@ MAX_FIELD = 1024        # any other single field: enough for a password, cheap t
 
 
 class FormError(ValueError):
-    """A field the rules refuse; the message is shown to the person."""
+    """A field the rules refuse; the message is shown to the person. The
+    API answers with `status` (a page shows the form again with 400)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 def field(form: Mapping[str, str], name: str, what: str, max_length: int = MAX_FIELD) -> str:

@@ -35,6 +35,10 @@ SIGN_IN_CLIENT = Limit("client", 20, timedelta(minutes=15))
 MAIL_TO_ADDRESS = Limit("mail-to", 3, timedelta(hours=1))
 MAIL_FROM_CLIENT = Limit("mail-from", 10, timedelta(hours=1))
 MAIL_FROM_USER = Limit("mail-from-user", 10, timedelta(hours=1))
+# API requests: a password manager makes one now and then; a script that
+# loops is slowed down, and one token cannot use up its user's share.
+API_TOKEN = Limit("api-token", 60, timedelta(minutes=1))
+API_USER = Limit("api-user", 120, timedelta(minutes=1))
 
 
 def exceeded(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -> bool:
@@ -57,3 +61,14 @@ def reserve(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -> li
 
 def clear(accounts: Accounts, limit: Limit, value: str) -> None:
     accounts.clear_failures(limit.key(value))
+
+
+def retry_after(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -> int:
+    """Seconds until every limit reached has a free place again."""
+    waits = [1]
+    for limit, value in checks:
+        since = now - limit.window
+        if accounts.failures(limit.key(value), since) >= limit.attempts:
+            oldest = accounts.oldest_failure(limit.key(value), since) or now
+            waits.append(int((oldest + limit.window - now).total_seconds()) + 1)
+    return max(waits)
