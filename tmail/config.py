@@ -159,6 +159,16 @@ def _check_value(path: str, section: str, key: str, value, default):
     return value
 
 
+def _check_sections(data: dict, path: str) -> None:
+    """What no single key can say."""
+    web = data["web"]
+    if bool(web["tls_cert"]) != bool(web["tls_key"]):
+        raise ConfigError(f"{path}: [web] tls_cert and tls_key go together: give both, or neither")
+    for key in ("tls_cert", "tls_key"):
+        if web[key] and not web[key].startswith("/"):
+            raise ConfigError(f"{path}: [web] {key}: expected an absolute path, got {web[key]!r}")
+
+
 def validate(raw: dict, path: str) -> Config:
     data = copy.deepcopy(defaults.DEFAULTS)
     for section, values in raw.items():
@@ -172,6 +182,7 @@ def validate(raw: dict, path: str) -> Config:
                     f"{path}: unknown key {key!r} in [{section}]{_hint(key, data[section])}"
                 )
             data[section][key] = _check_value(path, section, key, value, data[section][key])
+    _check_sections(data, path)
     return Config(path, data)
 
 

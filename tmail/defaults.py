@@ -110,6 +110,10 @@ DEFAULTS = {
         # Only when the app is served over HTTPS (behind nginx): cookies are
         # then Secure. Off for a plain-HTTP trial on localhost.
         "secure_cookies": True,
+        # TLS in gunicorn itself (PEM files readable by the tmail user), for a
+        # host without nginx; "" = plain HTTP behind a proxy that does TLS.
+        "tls_cert": "",
+        "tls_key": "",
     },
     "postfix": {
         "config_directory": "/etc/postfix",

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 
@@ -20,19 +22,57 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-def web_config(port: int) -> dict:
-    """[web] for a plain-HTTP app on loopback (no Secure cookies without TLS)."""
-    return {"web": {"listen": f"127.0.0.1:{port}", "base_url": f"http://127.0.0.1:{port}",
-                    "secure_cookies": False, "workers": 2}}
+def web_config(port: int, tls: tuple[str, str] | None = None) -> dict:
+    """[web] for a plain-HTTP app on loopback (no Secure cookies without
+    TLS), or with TLS in gunicorn: tls = (certificate, key) files."""
+    if tls is None:
+        return {"web": {"listen": f"127.0.0.1:{port}", "base_url": f"http://127.0.0.1:{port}",
+                        "secure_cookies": False, "workers": 2}}
+    return {"web": {"listen": f"127.0.0.1:{port}", "base_url": f"https://localhost:{port}",
+                    "secure_cookies": True, "workers": 2, "tls_cert": tls[0], "tls_key": tls[1]}}
+
+
+def self_signed(directory: str, name: str = "localhost") -> tuple[str, str]:
+    """A certificate for `name` (and 127.0.0.1) and its key, as PEM files the
+    tmail user can read; the certificate is also what a client trusts."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = os.path.join(directory, "web.crt"), os.path.join(directory, "web.key")
+    with open(cert_path, "wb") as handle:
+        handle.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as handle:
+        handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    os.chmod(key_path, 0o600)
+    shutil.chown(key_path, "tmail", "tmail")
+    return cert_path, key_path
 
 
 class WebApp:
     """`tmail web` on a free loopback port, started and stopped as a service would be."""
 
-    def __init__(self, mx: Instance, port: int):
+    def __init__(self, mx: Instance, port: int, cafile: str | None = None):
         self.mx = mx
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.cafile = cafile                    # TLS: the certificate to trust
+        self.url = f"https://localhost:{port}" if cafile else f"http://127.0.0.1:{port}"
         self.log = f"{mx.home}/web.log"
         self.process: subprocess.Popen | None = None
 
@@ -50,7 +90,7 @@ class WebApp:
 
     def status(self, path: str) -> int | None:
         """The HTTP status of GET path (redirects not followed), None if no answer."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        conn = self.connection()
         try:
             conn.request("GET", path)
             return conn.getresponse().status
@@ -58,6 +98,12 @@ class WebApp:
             return None
         finally:
             conn.close()
+
+    def connection(self) -> http.client.HTTPConnection:
+        if self.cafile is None:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        context = ssl.create_default_context(cafile=self.cafile)     # verified: name and chain
+        return http.client.HTTPSConnection("localhost", self.port, timeout=5, context=context)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -76,16 +122,22 @@ class WebApp:
             return ""
 
 
-def start(sink_port: int) -> tuple[Instance, WebApp]:
-    """A private Postfix with tmail, then the web app on its configuration."""
+def start(sink_port: int, tls: bool = False) -> tuple[Instance, WebApp]:
+    """A private Postfix with tmail, then the web app on its configuration
+    (over TLS, with a self-signed certificate for localhost, when `tls`)."""
     mx = Instance(sink_port)
     port = free_port()
     while port in (mx.smtp_port, mx.reinject_port, sink_port):   # a port just freed comes back
         port = free_port()
-    mx.extra_config = web_config(port)         # written into tmail.toml by setup()
+    files = None
+    if tls:      # beside, not in, mx.home: setup() makes that afresh
+        certs = tempfile.mkdtemp(prefix="tmail-tls-", dir="/var/tmp")
+        os.chmod(certs, 0o755)
+        files = self_signed(certs)
+    mx.extra_config = web_config(port, files)  # written into tmail.toml by setup()
     try:
         mx.setup()
-        web = WebApp(mx, port)
+        web = WebApp(mx, port, cafile=files[0] if files else None)
         web.start()
     except BaseException:
         print(mx.maillog()[-3000:])

@@ -67,6 +67,10 @@ def _preflight(cfg) -> None:
     except OSError as exc:
         raise StartError(f"{path}: cannot read the web secret: {exc.strerror} "
                          "(`tmail init` creates it; it must be readable by the tmail user)") from None
+    for key in ("tls_cert", "tls_key"):
+        tls = cfg["web"][key]
+        if tls and not os.access(tls, os.R_OK):
+            raise StartError(f"{tls}: [web] {key} cannot be read by the user {pwd.getpwuid(os.geteuid()).pw_name}")
     logging.getLogger("alembic").setLevel(logging.WARNING)   # its plugins, at import
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -132,6 +136,9 @@ def _server(cfg, listen: str, workers: int, log_file: str | None):
                 # (/var/lib/tmail): nothing uses it
                 "control_socket_disable": True,
             }
+            web = cfg["web"]
+            if web["tls_cert"]:        # TLS in gunicorn: a host without nginx
+                settings.update(certfile=web["tls_cert"], keyfile=web["tls_key"])
             for key, value in settings.items():
                 if key in self.cfg.settings:   # an older gunicorn lacks some
                     self.cfg.set(key, value)
