@@ -137,6 +137,12 @@ class Web:
             row = conn.execute(aliases.select().where(aliases.c.id == alias_id)).first()
             return Accounts(conn).owned_alias(row.owner_id, alias_id) if row else None
 
+    def token(self, user, name="bitwarden", scopes=("create", "read", "change"), expires_at=None) -> str:
+        """An API token of `user` (the text a password manager sends)."""
+        from tmail.db.api_tokens import ApiTokens
+        with self.engine.begin() as conn:
+            return ApiTokens(conn).add(user.id, name, tuple(scopes), self.clock(), expires_at)[0]
+
     def client(self) -> Client:
         return Client(self.app.test_client())
 

@@ -21,7 +21,21 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from .. import outbound
 from ..config import Config, ConfigError
 from ..core.durations import utcnow
-from . import access, account, address_page, addresses, admin, auth, database, destinations, display, links, signup
+from . import (
+    access,
+    account,
+    address_page,
+    addresses,
+    admin,
+    api,
+    auth,
+    database,
+    destinations,
+    display,
+    links,
+    signup,
+    tokens,
+)
 
 log = logging.getLogger("tmail.web")
 
@@ -105,10 +119,11 @@ def create_app(cfg: Config, *, engine=None, send=None, clock=None, listen: str |
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)   # type: ignore[method-assign]
 
     access.init_app(app)           # before CSRF: the sign-in redirect comes first
-    CSRFProtect(app)
+    CSRFProtect(app).exempt(api.bp)     # token-only: no cookie is read there
     database.init_app(app)
-    for module in (auth, links, signup, addresses, address_page, destinations, account, admin):
+    for module in (auth, links, signup, addresses, address_page, destinations, account, tokens, admin):
         app.register_blueprint(module.bp)
+    api.init_app(app)
 
     @app.after_request
     def _headers(response):
@@ -122,12 +137,18 @@ def create_app(cfg: Config, *, engine=None, send=None, clock=None, listen: str |
 
     @app.errorhandler(CSRFError)
     def _csrf(_exc):
+        if api.is_api_request():
+            return api.error(400, "CSRF tokens are not used here: send the API token")
         return render_template("error.html", title="Form expired", message=(
             "This form had expired or did not come from this site, so nothing was done. "
             "Go back, reload the page and try again.")), 400
 
     @app.errorhandler(HTTPException)
     def _http(exc):
+        if api.is_api_request():
+            allowed = getattr(exc, "valid_methods", None)
+            return api.error(exc.code or 500, "no such API endpoint" if exc.code == 404 else exc.description,
+                             {"Allow": ", ".join(allowed)} if allowed else None)
         if exc.code == 404:
             message = "There is nothing here, or it is not yours."
         else:
@@ -137,6 +158,9 @@ def create_app(cfg: Config, *, engine=None, send=None, clock=None, listen: str |
     @app.errorhandler(DBAPIError)
     def _database(_exc):
         log.exception("database error")
+        if api.is_api_request():
+            return api.error(503, "tmail cannot reach its database just now; try again in a minute",
+                             {"Retry-After": "60"})
         return render_template("error.html", title="Database unavailable", message=(
             "tmail cannot reach its database just now. Try again in a minute.")), 503
 

@@ -59,6 +59,9 @@ def _load_user() -> None:
 
 
 def _gate():
+    if request.path == "/api" or request.path.startswith("/api/"):
+        g.user = g.session = None      # the API reads no cookie: its own token check (tmail.web.api)
+        return None
     _load_user()
     view = current_app.view_functions.get(request.endpoint or "")
     if view is None or request.endpoint == "static" or getattr(view, "public", False):
