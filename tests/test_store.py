@@ -230,3 +230,26 @@ def test_a_locked_user_is_checked_by_one_transaction_at_a_time(store):
         events.append("first done")
     waiting.join()
     assert events == ["first done", "second locked"]
+
+
+def test_api_tokens_same_name_at_once_is_a_store_error_and_ids_are_never_reused(store, monkeypatch):
+    from tmail.db.accounts import Accounts
+    from tmail.db.api_tokens import ApiTokens
+    with store.begin() as conn:
+        user_id = Accounts(conn).add_user("ann@real.test", NOW).id
+        ApiTokens(conn).add(user_id, "phone", ("create",), NOW)
+    # the check before the insert passed for both requests: the constraint decides
+    monkeypatch.setattr(ApiTokens, "by_name", lambda self, user_id, name: None)
+    with store.begin() as conn:
+        with pytest.raises(StoreError, match="already"):
+            ApiTokens(conn).add(user_id, "phone", ("create",), NOW)
+        ApiTokens(conn).add(user_id, "laptop", ("create",), NOW)     # the transaction goes on
+    with store.begin() as conn:
+        tokens = ApiTokens(conn)
+        _, newest = tokens.add(user_id, "tablet", ("read",), NOW)
+        tokens.revoke(user_id, newest.id)
+        assert tokens.add(user_id, "watch", ("read",), NOW)[1].id > newest.id
+        assert [t.name for t in tokens.of_user(user_id)] == ["phone", "laptop", "watch"]
+    with store.begin() as conn:
+        assert Accounts(conn).set_user(user_id, api_ttl_seconds=100 * 366 * 86400) is None    # past 32 bits
+        assert Accounts(conn).user(user_id).api_ttl == timedelta(days=100 * 366)

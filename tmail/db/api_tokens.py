@@ -31,9 +31,14 @@ class ApiTokens:
         if self.by_name(user_id, name) is not None:
             raise StoreError(f"there is a token named {name!r} already; revoke it or choose another name")
         token, hashed = new_api_token()
-        token_id = self.conn.execute(api_tokens.insert().values(
-            user_id=user_id, token_hash=hashed, name=name, shown=token[:SHOWN], scopes=" ".join(scopes),
-            created_at=to_db(now), expires_at=to_db(expires_at) if expires_at else None)).inserted_primary_key[0]
+        try:
+            with self.conn.begin_nested():      # two requests at once: the second is told, not crashed
+                token_id = self.conn.execute(api_tokens.insert().values(
+                    user_id=user_id, token_hash=hashed, name=name, shown=token[:SHOWN], scopes=" ".join(scopes),
+                    created_at=to_db(now), expires_at=to_db(expires_at) if expires_at else None)
+                ).inserted_primary_key[0]
+        except sa.exc.IntegrityError:
+            raise StoreError(f"there is a token named {name!r} already; revoke it or choose another name") from None
         found = self.get(user_id, token_id)
         assert found is not None
         return token, found

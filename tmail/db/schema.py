@@ -142,7 +142,7 @@ users = sa.Table(
     sa.Column("last_login_at", sa.DateTime, nullable=True),
     # What an address made through the API gets (a password manager's):
     # None is no expiry, and the first domain the user may use.
-    sa.Column("api_ttl_seconds", sa.Integer, nullable=True),
+    sa.Column("api_ttl_seconds", sa.BigInteger, nullable=True),   # up to 100 years: past 32 bits
     sa.Column("api_domain", key_string(255), nullable=True),
 )
 
@@ -223,6 +223,8 @@ api_tokens = sa.Table(
     sa.Column("expires_at", sa.DateTime, nullable=True),
     sa.Column("last_used_at", sa.DateTime, nullable=True),
     sa.UniqueConstraint("user_id", "name", name="uq_api_tokens_user_name"),
+    # never a revoked token's id again: request counts are kept by id
+    sqlite_autoincrement=True,
 )
 
 # When each user created an address: the per-hour limit counts these, so

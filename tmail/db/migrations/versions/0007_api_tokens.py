@@ -28,10 +28,11 @@ def upgrade():
         sa.Column("last_used_at", sa.DateTime, nullable=True),
         sa.UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),
         sa.UniqueConstraint("user_id", "name", name="uq_api_tokens_user_name"),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_api_tokens_user_id", "api_tokens", ["user_id"])
     with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("api_ttl_seconds", sa.Integer, nullable=True))
+        batch.add_column(sa.Column("api_ttl_seconds", sa.BigInteger, nullable=True))
         batch.add_column(sa.Column("api_domain", key_string(255), nullable=True))
 
 
