@@ -14,6 +14,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from tmail.db.api_tokens import ApiTokens
 from tmail.db.schema import metadata
 
 PUBLIC = {"static", "auth.sign_in", "auth.code", "auth.sign_out", "links.password", "links.forgot",
@@ -40,7 +41,10 @@ def setting(web, alice, bob):
     web.signed_in("alice@real.test")
     with web.accounts() as accounts:
         session = accounts.sessions(alice.id)[0]
-    return {"alias_id": record.id, "destination_id": destination.id, "id_hash": session.id_hash}
+    with web.engine.begin() as conn:
+        _, token = ApiTokens(conn).add(alice.id, "alices-token", ("create",), web.clock())
+    return {"alias_id": record.id, "destination_id": destination.id, "id_hash": session.id_hash,
+            "token_id": token.id}
 
 
 def _without_tokens(answer) -> str:
@@ -72,13 +76,14 @@ def test_another_users_things_are_not_found(web, setting):
     bob = web.signed_in("bob@real.test")
     token = bob.csrf()
     before = _snapshot(web)
-    owned = [r for r in web.app.url_map.iter_rules() if set(r.arguments) & {"alias_id", "destination_id", "id_hash"}]
+    owned = [r for r in web.app.url_map.iter_rules()
+             if set(r.arguments) & {"alias_id", "destination_id", "id_hash", "token_id"}]
     assert {r.endpoint for r in owned} >= {
         "address_page.show", "address_page.extend", "address_page.disable", "address_page.enable",
         "address_page.block", "address_page.unblock", "address_page.destinations", "address_page.note",
-        "address_page.delete", "destinations.resend", "destinations.remove", "account.revoke"}
+        "address_page.delete", "destinations.resend", "destinations.remove", "account.revoke", "tokens.revoke"}
     form = {"csrf_token": token, "by": "7d", "sender": "x@y.test", "destination": "bob@real.test", "note": "mine"}
-    missing = {"alias_id": 999, "destination_id": 999, "id_hash": "0" * 64}
+    missing = {"alias_id": 999, "destination_id": 999, "id_hash": "0" * 64, "token_id": 999}
     for rule in owned:
         for method in ("GET", "POST"):
             if method not in rule.methods:
@@ -89,9 +94,10 @@ def test_another_users_things_are_not_found(web, setting):
             assert _without_tokens(theirs) == _without_tokens(nothing)
     assert _snapshot(web) == before
     # and the lists show only bob's things
-    for path in ("/addresses", "/destinations", "/account/sessions", "/addresses/new"):
+    for path in ("/addresses", "/destinations", "/account/sessions", "/addresses/new", "/account/api"):
         text = bob.get(path).get_data(as_text=True)
         assert "alices@" not in text and "alice@work.test" not in text and setting["id_hash"] not in text
+        assert "alices-token" not in text
 
 
 def test_search_never_reaches_another_user(web, setting):
@@ -145,3 +151,16 @@ def test_unsafe_methods_other_than_post_are_not_routes(web, setting):
         answer = alice.http.open(f"/addresses/{setting['alias_id']}", method=method)
         assert answer.status_code in (400, 405)
     assert web.alias(setting["alias_id"]) is not None
+
+
+def test_ids_past_what_a_database_stores_are_not_found(web, setting):
+    """A 23-digit id overflows SQLite's integers: 404, not a 500."""
+    alice = web.signed_in("alice@real.test")
+    token = alice.csrf()
+    huge = {"alias_id": 10**22, "destination_id": 2**63, "token_id": 2**64, "id_hash": "0" * 64}
+    for rule in web.app.url_map.iter_rules():
+        if not set(rule.arguments) & {"alias_id", "destination_id", "token_id"}:
+            continue
+        for method in sorted(rule.methods & {"GET", "POST"}):
+            answer = alice.http.open(_url(rule, huge), method=method, data={"csrf_token": token})
+            assert answer.status_code == 404, (method, rule.rule)

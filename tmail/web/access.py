@@ -105,15 +105,18 @@ def _cookies(response):
 
 
 # -- a user's things: found with the user's id, or 404 -------------------------
+MAX_ID = 2**63 - 1      # what the databases store; a longer number in a URL is nobody's
+
+
 def owned_alias(alias_id: int):
-    found = db.accounts().owned_alias(user().id, alias_id)
+    found = db.accounts().owned_alias(user().id, alias_id) if alias_id <= MAX_ID else None
     if found is None:
         abort(404)
     return found
 
 
 def owned_destination(destination_id: int):
-    found = db.accounts().destination(user().id, destination_id)
+    found = db.accounts().destination(user().id, destination_id) if destination_id <= MAX_ID else None
     if found is None:
         abort(404)
     return found
