@@ -5,9 +5,11 @@ On the way, screenshots of the main pages (desktop and phone width) go to
 docs/screenshots/ for the README."""
 import email
 import email.policy
+import json
 import os
 import re
 import smtplib
+import urllib.request
 
 import pytest
 from harness import smtp_reply
@@ -153,5 +155,26 @@ def test_the_main_path(site, sink, owner, page):
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Account").click()
     expect(page.get_by_role("heading", level=1)).to_be_visible()
     shoot(page, "account")
+
+    # An API token for a password manager: made on the API page, shown
+    # once; what Bitwarden would send with it makes an address that the
+    # Addresses page lists at once.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="API").click()
+    page.get_by_label("Name (which program or device uses it)").fill("Bitwarden")
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_role("button", name="Create token").click()
+    token = page.locator("#api-token").inner_text().strip()
+    assert token.startswith("tmail_")
+    request = urllib.request.Request(web.url + "/api/alias/random/new?hostname=shop.example", data=b"{}", headers={
+        "Authentication": token, "Content-Type": "application/json", "Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 201
+        made = json.load(answer)["alias"]
+    page.get_by_role("link", name="I have copied it").click()
+    expect(page.locator(".tokens")).to_contain_text("Bitwarden")
+    assert token not in page.content()                  # never shown again
+    shoot(page, "api")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Addresses").click()
+    expect(page.get_by_text(made)).to_be_visible()
 
     assert page.errors == [], page.errors   # nothing the CSP blocked, no script errors
