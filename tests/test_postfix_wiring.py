@@ -202,3 +202,24 @@ def test_install_then_uninstall_leaves_postfix_as_it_was(tmp_path, postfix_dir, 
     for name in ("main.cf", "master.cf"):
         assert (postfix_dir / name).read_bytes() == original[name], name
     assert cli.json("postfix", "uninstall", "--no-reload")["changed"] is False
+
+
+def test_lmtp_transport_is_read_from_master_cf_and_switches_both_ways(cfg):
+    main, master = apply({}, {}, wiring.install_changes(cfg, {}, {}))
+    assert wiring.transport_of(master) == "pipe" and main["tmail_time_limit"] == "900s"
+    main, master = apply(main, master, wiring.install_changes(cfg, main, master, transport="lmtp"))
+    service = master[wiring.MASTER_PIPE].split()
+    assert service[7] == "lmtp" and "lmtp_send_xforward_command=yes" in master[wiring.MASTER_PIPE]
+    assert wiring.transport_of(master) == "lmtp" and "tmail_time_limit" not in main
+    assert wiring.install_changes(cfg, main, master) == []          # no --transport: the installed one stays
+    main, master = apply(main, master, wiring.install_changes(cfg, main, master, transport="pipe"))
+    assert wiring.transport_of(master) == "pipe" and main["tmail_time_limit"] == "900s"
+    assert wiring.uninstall_changes(cfg, *apply(main, master, wiring.install_changes(
+        cfg, main, master, transport="lmtp"))) != []
+
+
+def test_the_transport_table_names_the_lmtp_socket(cfg):
+    hop = wiring.nexthop(cfg, "lmtp")
+    assert hop == "unix:/var/spool/postfix/tmail/lmtp.sock" and wiring.nexthop(cfg, "pipe") == ""
+    assert wiring.map_files(["d.test"], "srs.d.test", hop)["transport"] == (
+        f"d.test tmail:{hop}\nsrs.d.test tmail:{hop}\n")

@@ -45,6 +45,10 @@ DEFAULTS = {
         "milter_socket": "tmail/milter.sock",
         "policy_socket": "tmail/policy.sock",
         "deliver_socket": "/run/tmail/deliver.sock",
+        # Postfix's lmtp(8) client delivers here when `tmail postfix install
+        # --transport lmtp` chose it (relative: under the queue directory,
+        # where the postfix user reaches it through the tmail-postfix group).
+        "lmtp_socket": "tmail/lmtp.sock",
         "reinject_host": "127.0.0.1",
         "reinject_port": 10026,
         "reinject_timeout_s": 60,

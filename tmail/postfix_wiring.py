@@ -88,26 +88,56 @@ def list_items(cfg) -> dict[str, tuple[str, str]]:
     }
 
 
-def own_params(cfg) -> dict[str, str]:
-    """Parameters that are tmail's alone."""
-    return {
+def own_params(cfg, transport: str = "pipe") -> dict[str, str]:
+    """Parameters that are tmail's alone (uninstall: the pipe's, the most)."""
+    params = {
         "tmail_guard": (f"check_policy_service {{ unix:{cfg['daemon']['policy_socket']}, "
                         "default_action=DEFER_IF_PERMIT }"),
         "tmail_destination_recipient_limit": "1",
-        "tmail_time_limit": "900s",
     }
+    if transport == "pipe":      # pipe(8)'s own limit; lmtp(8) has its timeouts
+        params["tmail_time_limit"] = "900s"
+    return params
 
 
-def master_entries(cfg) -> dict[str, str]:
+TRANSPORTS = ("pipe", "lmtp")
+
+
+def lmtp_socket(cfg) -> str:
+    """The daemon's LMTP socket, absolute (lmtp(8) runs outside the chroot)."""
+    path = cfg["daemon"]["lmtp_socket"]
+    return path if path.startswith("/") else f"{cfg['daemon']['postfix_queue_directory'].rstrip('/')}/{path}"
+
+
+def transport_of(master: dict[str, str]) -> str:
+    """Which transport the installed `tmail` service is ("pipe" when none is)."""
+    fields = (master.get(MASTER_PIPE) or "").split()
+    return "lmtp" if len(fields) >= 8 and fields[7] == "lmtp" else "pipe"
+
+
+def nexthop(cfg, transport: str) -> str:
+    """What the transport table gives after `tmail:`: lmtp(8) needs the
+    socket (else it would connect to the recipient's domain); pipe nothing."""
+    return f"unix:{lmtp_socket(cfg)}" if transport == "lmtp" else ""
+
+
+def master_entries(cfg, transport: str = "pipe") -> dict[str, str]:
     p = cfg["postfix"]
-    # No flags=D: pipe would bounce a message that already has this
-    # Delivered-To, i.e. send backscatter to a probably forged sender; tmail
-    # detects loops itself. null_sender= passes <> as an empty argument
-    # (else MAILER-DAEMON); one recipient per run (tmail_destination_
-    # recipient_limit) so each alias is counted and answered on its own.
-    pipe = (f"tmail unix - n n - - pipe null_sender= user={p['pipe_user']} "
-            f"argv={p['deliver_command']} --socket {cfg['daemon']['deliver_socket']} "
-            "${queue_id} ${sender} ${recipient}")
+    if transport == "lmtp":
+        # Connections kept open and reused: no process per message. The
+        # queue id, by which the milter kept its receipt, comes over
+        # XFORWARD IDENT; without it tmail defers (451).
+        tmail = ("tmail unix - - n - - lmtp -o syslog_name=postfix/tmail-lmtp"
+                 " -o lmtp_send_xforward_command=yes")
+    else:
+        # No flags=D: pipe would bounce a message that already has this
+        # Delivered-To, i.e. send backscatter to a probably forged sender; tmail
+        # detects loops itself. null_sender= passes <> as an empty argument
+        # (else MAILER-DAEMON); one recipient per run (tmail_destination_
+        # recipient_limit) so each alias is counted and answered on its own.
+        tmail = (f"tmail unix - n n - - pipe null_sender= user={p['pipe_user']} "
+                 f"argv={p['deliver_command']} --socket {cfg['daemon']['deliver_socket']} "
+                 "${queue_id} ${sender} ${recipient}")
     # The reinjection listener's own cleanup: remote_header_rewrite_domain
     # and always_add_missing_headers belong to cleanup(8), out of reach of
     # the listener's -o, and either would add Message-Id/Date or qualify
@@ -139,7 +169,7 @@ def master_entries(cfg) -> dict[str, str]:
         " -o smtpd_relay_restrictions=permit_mynetworks,reject"
         " -o smtputf8_enable=yes -o message_size_limit=0"
     )
-    return {MASTER_PIPE: pipe, MASTER_CLEANUP: cleanup, _listener_key(cfg): listener}
+    return {MASTER_PIPE: tmail, MASTER_CLEANUP: cleanup, _listener_key(cfg): listener}
 
 
 def split_list(value: str) -> list[str]:
@@ -188,8 +218,9 @@ def _tmails_own(key: str, entry: str) -> bool:
 
 
 def install_changes(cfg, main: dict[str, str], master: dict[str, str],
-                    force: bool = False) -> list[Change]:
+                    force: bool = False, transport: str | None = None) -> list[Change]:
     """The changes that wire tmail in; [] when it already is (idempotent).
+    `transport`: pipe or lmtp (None: the one installed, else pipe).
 
     `main` holds each parameter's unexpanded text (see the module's doc):
     tmail's item is added to it, so a default that is an expression stays one.
@@ -204,14 +235,19 @@ def install_changes(cfg, main: dict[str, str], master: dict[str, str],
         if not _same_list(items, split_list(current)):
             changes.append(Change("main", name, current or None, ", ".join(items)))
     conflicts = []
-    for name, value in own_params(cfg).items():
+    transport = transport or transport_of(master)
+    wanted = own_params(cfg, transport)
+    for name, value in wanted.items():
         current = main.get(name)
         if current == value:
             continue
         if current and not force:
             conflicts.append(f"main.cf {name} = {current} (tmail wants {value})")
         changes.append(Change("main", name, current, value))
-    for key, value in master_entries(cfg).items():
+    for name in own_params(cfg).keys() - wanted.keys():      # the pipe's, after a switch to lmtp
+        if main.get(name):
+            changes.append(Change("main", name, main[name], None))
+    for key, value in master_entries(cfg, transport).items():
         current = master.get(key)
         if current is not None and _norm(current) == _norm(value):
             continue
@@ -263,12 +299,13 @@ def uninstall_changes(cfg, main: dict[str, str], master: dict[str, str],
     return changes
 
 
-def map_files(domains: list[str], srs_domain: str) -> dict[str, str]:
-    """The lookup tables: relay domains, the transport, the guard's classes."""
+def map_files(domains: list[str], srs_domain: str, nexthop: str = "") -> dict[str, str]:
+    """The lookup tables: relay domains, the transport (`nexthop`: see
+    nexthop()), the guard's classes."""
     names = sorted(set(domains) | ({srs_domain} if srs_domain else set()))
     return {
         # the exact names only (see maps); domains are LDH A-labels: only dots need escaping
         DOMAINS_TABLE: "".join(f"/^{d.replace('.', chr(92) + '.')}$/ OK\n" for d in names),
-        "transport": "".join(f"{d} tmail:\n" for d in names),
+        "transport": "".join(f"{d} tmail:{nexthop}\n" for d in names),
         "guard": "".join(f"{d} tmail_guard\n" for d in names),
     }

@@ -15,9 +15,11 @@ def sink():
     server.close()
 
 
-@pytest.fixture(scope="session")
-def mx(sink):
-    instance = Instance(sink.port)
+@pytest.fixture(scope="session", params=["pipe", "lmtp"])
+def mx(sink, request):
+    """The private Postfix with tmail, once for each way Postfix hands mail
+    to tmail: every test using it runs through both."""
+    instance = Instance(sink.port, transport=request.param)
     try:
         instance.setup()
         yield instance

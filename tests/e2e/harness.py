@@ -54,7 +54,9 @@ def connects(path: str) -> bool:
 
 
 class Instance:
-    def __init__(self, sink_port: int, db_url: str | None = None, config: dict | None = None):
+    def __init__(self, sink_port: int, db_url: str | None = None, config: dict | None = None,
+                 transport: str = "pipe"):
+        self.transport = transport           # how Postfix hands mail to tmail: pipe or lmtp
         self.tmail_user = pwd.getpwnam("tmail")  # created by install.sh --deps-only
         self.base = tempfile.mkdtemp(prefix="tmail-e2e-", dir="/var/tmp")
         os.chmod(self.base, 0o755)
@@ -140,7 +142,7 @@ class Instance:
             handle.write(render(values))
         self.tmail("domain", "add", "d.test")
         subprocess.run(["postfix", "-c", self.conf, "start"], check=True, capture_output=True)
-        self.tmail("postfix", "install", as_root=True)
+        self.tmail("postfix", "install", "--transport", self.transport, as_root=True)
         self.start_daemon()
         wait_until(lambda: self.smtp_ready(), what="postfix smtpd")
 

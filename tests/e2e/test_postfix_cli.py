@@ -83,30 +83,57 @@ def test_uninstall_restores_then_install_rewires(mx):
     assert "relayhost = [127.0.0.1]" in unwired  # unrelated settings stay
     check = mx.tmail("postfix", "check", as_root=True, check=False)
     assert check.returncode == 1 and "[FAIL] postfix settings" in check.stdout
-    mx.tmail("postfix", "install", as_root=True)
+    mx.tmail("postfix", "install", as_root=True)          # after an uninstall: pipe, the default
+    mx.tmail("postfix", "install", "--transport", mx.transport, as_root=True)
     assert postconf(mx, "-n") == wired
 
 
+def test_switching_the_transport_rewires_the_service_and_the_table(mx, sink):
+    other = "pipe" if mx.transport == "lmtp" else "lmtp"
+    wired, master = postconf(mx, "-n"), postconf(mx, "-M")
+    try:
+        out = json.loads(mx.tmail("postfix", "install", "--transport", other, "--json", as_root=True).stdout)
+        assert out["changed"] and out["transport"] == other
+        service = next(line for line in postconf(mx, "-M").splitlines() if line.startswith("tmail "))
+        assert service.split()[7] == other
+        with open(f"{mx.maps}/transport") as handle:
+            table = handle.read()
+        assert ("tmail:unix:" in table) == (other == "lmtp")
+        assert ("tmail_time_limit" in postconf(mx, "-n")) == (other == "pipe")
+        mx.tmail("alias", "add", "switched", "--domain", "d.test", "--to", "switched@real.test")
+        with mx.client() as client:
+            client.sendmail("a@orig.test", ["switched@d.test"], b"Subject: switched\r\n\r\nhi\r\n")
+        sink.wait_for(lambda m: m.rcpts == ["switched@real.test"], what=f"mail through {other}")
+        # once more: nothing left to change
+        again = json.loads(mx.tmail("postfix", "install", "--json", as_root=True).stdout)
+        assert not again["changed"] and again["transport"] == other
+    finally:
+        mx.tmail("postfix", "install", "--transport", mx.transport, as_root=True)
+    assert postconf(mx, "-n") == wired and postconf(mx, "-M") == master
+
+
 def test_conflicting_setting_is_refused_without_force(mx):
-    mx.postconf("tmail_time_limit=5s")
+    mx.postconf("tmail_destination_recipient_limit=5")
     try:
         result = mx.tmail("postfix", "install", as_root=True, check=False)
-        assert result.returncode == 1 and "tmail_time_limit = 5s" in result.stderr
-        assert "tmail_time_limit = 5s" in postconf(mx, "-n")
+        assert result.returncode == 1 and "tmail_destination_recipient_limit = 5" in result.stderr
+        assert "tmail_destination_recipient_limit = 5" in postconf(mx, "-n")
     finally:
         mx.tmail("postfix", "install", "--force", as_root=True)
-    assert "tmail_time_limit = 900s" in postconf(mx, "-n")
+    assert "tmail_destination_recipient_limit = 1" in postconf(mx, "-n")
 
 
 def test_adding_a_domain_updates_postfix_maps(mx):
     def transport():
         with open(f"{mx.maps}/transport") as handle:
             return handle.read()
+    # lmtp(8) needs the socket as the next hop; pipe(8) needs none
+    expected = f"tmail:unix:{mx.queue}/tmail/lmtp.sock" if mx.transport == "lmtp" else "tmail:"
     mx.tmail("domain", "add", "new.test", as_root=True)
-    assert "new.test tmail:" in transport()
+    assert f"new.test {expected}\n" in transport()
     out = postconf(mx, "-x", "-h", "transport_maps").strip()
     lookup = subprocess.run(["postmap", "-c", mx.conf, "-q", "new.test", out.split(",")[0].strip()],
                             capture_output=True, text=True, check=False)
-    assert lookup.stdout.strip() == "tmail:"
+    assert lookup.stdout.strip() == expected
     mx.tmail("domain", "remove", "new.test", as_root=True)
     assert "new.test" not in transport()

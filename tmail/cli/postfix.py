@@ -89,8 +89,17 @@ def current_state(cfg, postconf: Postconf):
     return {**defaults, **explicit}, postconf.master(), defaults
 
 
+def installed_transport(postconf: Postconf) -> str:
+    """pipe or lmtp: what master.cf's `tmail` service is (the one place
+    that says it; pipe where Postfix cannot be asked)."""
+    try:
+        return wiring.transport_of(postconf.master())
+    except CommandError:
+        return "pipe"
+
+
 def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
-              reload: bool = True) -> list[str]:
+              reload: bool = True, transport: str | None = None) -> list[str]:
     """Write tmail's lookup tables from the database; returns the ones changed.
 
     A running Postfix is reloaded after a change: its daemons notice a
@@ -103,7 +112,8 @@ def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
     postconf = postconf or Postconf(cfg["postfix"]["config_directory"])
     os.makedirs(directory, mode=0o755, exist_ok=True)
     changed = []
-    for name, content in wiring.map_files(domains, cfg["srs"]["domain"]).items():
+    hop = wiring.nexthop(cfg, transport or installed_transport(postconf))
+    for name, content in wiring.map_files(domains, cfg["srs"]["domain"], hop).items():
         path = os.path.join(directory, name)
         compiled = wiring.indexed(name)
         try:
@@ -136,9 +146,13 @@ def postfix():
 @click.option("--dry-run", is_flag=True, help="Print the changes; change nothing.")
 @click.option("--force", is_flag=True, help="Replace conflicting settings.")
 @click.option("--no-reload", is_flag=True, help="Do not reload a running Postfix.")
+@click.option("--transport", type=click.Choice(wiring.TRANSPORTS),
+              help="How Postfix hands mail to tmail: lmtp (connections kept open, no process per "
+                   "message) or pipe (a tmail-deliver process per message). Default: the one "
+                   "installed, else pipe.")
 @json_option
 @pass_app
-def install(app, dry_run, force, no_reload):
+def install(app, dry_run, force, no_reload, transport):
     """Add tmail's settings to Postfix (idempotent; backs up the originals)."""
     cfg = app.config
     if not cfg["postfix"]["map_directory"]:
@@ -146,21 +160,22 @@ def install(app, dry_run, force, no_reload):
                            "(for example /etc/postfix/tmail)")
     postconf = Postconf(cfg["postfix"]["config_directory"])
     main, master, _defaults = current_state(cfg, postconf)
+    transport = transport or wiring.transport_of(master)
     try:
-        changes = wiring.install_changes(cfg, main, master, force)
+        changes = wiring.install_changes(cfg, main, master, force, transport)
     except wiring.Conflict as exc:
         raise CommandError(str(exc)) from None
     maps_changed = []
     if not dry_run:
         with app.store() as store:
             domains = store.domain_names()
-        maps_changed = sync_maps(cfg, domains, postconf, reload=False)
+        maps_changed = sync_maps(cfg, domains, postconf, reload=False, transport=transport)
         if changes:
             _backup(cfg["postfix"]["config_directory"])
         for change in changes:
             postconf.apply(change)
     reloaded = bool(changes or maps_changed) and not dry_run and not no_reload and postconf.reload()
-    app.emit({"ok": True, "changed": bool(changes or maps_changed), "dry_run": dry_run,
+    app.emit({"ok": True, "changed": bool(changes or maps_changed), "dry_run": dry_run, "transport": transport,
               "changes": [str(c) for c in changes], "maps": maps_changed, "reloaded": reloaded},
              "\n".join([("would " if dry_run else "") + str(c) for c in changes]
                        + [f"wrote {m}" for m in maps_changed]) or "Postfix is already wired for tmail")

@@ -90,6 +90,8 @@ def check(app):
         results.append({"check": name, "ok": bool(ok), "detail": detail})
 
     main, master, _defaults = current_state(cfg, postconf)
+    transport = wiring.transport_of(master)
+    report("transport", True, f"{transport} (tmail postfix install --transport lmtp|pipe)")
     try:
         missing = wiring.install_changes(cfg, main, master)
         report("postfix settings", not missing,
@@ -98,7 +100,8 @@ def check(app):
         report("postfix settings", False, str(exc))
     for label, path in (("milter socket", socket_path(cfg, "milter_socket")),
                         ("policy guard socket", socket_path(cfg, "policy_socket")),
-                        ("delivery socket", cfg["daemon"]["deliver_socket"])):
+                        ("delivery socket", cfg["daemon"]["deliver_socket"]),
+                        ("lmtp socket", wiring.lmtp_socket(cfg))):
         report(label, *_connects(path))
     host, port = cfg["daemon"]["reinject_host"], cfg["daemon"]["reinject_port"]
     try:
@@ -117,7 +120,7 @@ def check(app):
         domains = store.domain_names()
     directory = cfg["postfix"]["map_directory"]
     stale = []
-    for name, content in wiring.map_files(domains, cfg["srs"]["domain"]).items():
+    for name, content in wiring.map_files(domains, cfg["srs"]["domain"], wiring.nexthop(cfg, transport)).items():
         path = os.path.join(directory, name)
         try:
             with open(path) as handle:
@@ -132,7 +135,7 @@ def check(app):
     # Who may reach what: the postfix user reaches the milter and guard
     # sockets through tmail-postfix, and nothing of tmail's besides.
     for directory in sorted({os.path.dirname(socket_path(cfg, k))
-                             for k in ("milter_socket", "policy_socket")}):
+                             for k in ("milter_socket", "policy_socket", "lmtp_socket")}):
         report("socket directory", *_socket_directory(directory, pw))
     owner = postconf.value("mail_owner") or "postfix"
     postfix_pw = _user(owner)

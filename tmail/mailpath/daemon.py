@@ -73,6 +73,7 @@ def build_service(cfg):
 def run(cfg, log_file: str | None = None) -> None:
     import Milter
 
+    from .lmtp import lmtp_server
     from .milter import make_factory
     from .servers import deliver_server, guard_server
 
@@ -82,7 +83,8 @@ def run(cfg, log_file: str | None = None) -> None:
     with service.read() as store:
         store.domain_names()   # fail early if the database is unreachable
     servers = [deliver_server(cfg["daemon"]["deliver_socket"], delivery),
-               guard_server(socket_path(cfg, "policy_socket"))]
+               guard_server(socket_path(cfg, "policy_socket")),
+               lmtp_server(socket_path(cfg, "lmtp_socket"), delivery, hostname=socket.getfqdn())]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     milter_path = socket_path(cfg, "milter_socket")
@@ -97,8 +99,8 @@ def run(cfg, log_file: str | None = None) -> None:
     # group read-write, 0660; its directory's group (setgid, tmail-postfix)
     # is the one the postfix user is in.
     os.umask(0o117)
-    log.info("tmail daemon ready: milter %s, deliver %s, guard %s", milter_path,
-             cfg["daemon"]["deliver_socket"], socket_path(cfg, "policy_socket"))
+    log.info("tmail daemon ready: milter %s, deliver %s, guard %s, lmtp %s", milter_path,
+             cfg["daemon"]["deliver_socket"], socket_path(cfg, "policy_socket"), socket_path(cfg, "lmtp_socket"))
     try:
         Milter.runmilter("tmail", "unix:" + milter_path, timeout=30)
     finally:
