@@ -25,6 +25,14 @@ def web(tmp_path):
 
 
 @pytest.fixture
+def any_web(tmp_path, db_url):
+    """The site on each database: SQLite, PostgreSQL, MariaDB."""
+    site = Web(tmp_path, db_url=db_url)
+    yield site
+    site.engine.dispose()
+
+
+@pytest.fixture
 def make_web(tmp_path):
     """A site with other [web] settings: make_web(signup="open", ...)."""
     made = []

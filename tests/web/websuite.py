@@ -69,7 +69,7 @@ class Client:
 
 
 class Web:
-    def __init__(self, tmp_path, **web_settings):
+    def __init__(self, tmp_path, db_url: str | None = None, **web_settings):
         from tmail import config
         from tmail.db import migrate
         from tmail.db.engine import make_engine
@@ -78,7 +78,7 @@ class Web:
         (tmp_path / "web.secret").write_text("a-test-secret-of-some-length\n")
         settings = {"secret_key_file": str(tmp_path / "web.secret"), "secure_cookies": False,
                     "base_url": "https://mail.test", **web_settings}
-        self.cfg = config.load(write_config(tmp_path, f"sqlite:///{tmp_path}/tmail.db", web=settings))
+        self.cfg = config.load(write_config(tmp_path, db_url or f"sqlite:///{tmp_path}/tmail.db", web=settings))
         self.engine = make_engine(self.cfg["database"]["url"])
         migrate.upgrade(self.engine)
         self.clock = Clock()

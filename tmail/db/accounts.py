@@ -131,6 +131,14 @@ class Accounts:
         serialises writers already; PostgreSQL and MariaDB need this.)"""
         self.conn.execute(sa.select(users.c.id).where(users.c.id == user_id).with_for_update())
 
+    def lock_owned_alias(self, user_id: int, alias_id: int) -> None:
+        """Before a change to an alias: the user's row, then the alias's, held
+        to the end of the transaction, so that the alias is read after any
+        change made meanwhile and written back without undoing it."""
+        self.lock_user(user_id)
+        self.conn.execute(sa.select(aliases.c.id).where(aliases.c.id == alias_id, aliases.c.owner_id == user_id)
+                          .with_for_update())
+
     def own_destination(self, user: User) -> Destination | None:
         """The destination that is the account's own address (as it was typed
         and verified: the account's name is case-folded)."""

@@ -39,6 +39,12 @@ def make_engine(url: str, busy_timeout_ms: int = 5000, op_timeout: float | None 
     parsed = normalise_url(url)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
+        if parsed.get_backend_name() in ("mysql", "mariadb"):
+            # InnoDB's REPEATABLE READ reads one snapshot, taken at the first
+            # read: counts read after a lock (SELECT ... FOR UPDATE) would be
+            # older than the lock, and limits let parallel requests through.
+            # READ COMMITTED, PostgreSQL's default, sees what was committed.
+            kwargs.setdefault("isolation_level", "READ COMMITTED")
         if op_timeout:
             kwargs.setdefault("pool_timeout", op_timeout)
         engine = sa.create_engine(parsed, **kwargs)

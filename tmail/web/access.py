@@ -109,6 +109,8 @@ MAX_ID = 2**63 - 1      # what the databases store; a longer number in a URL is 
 
 
 def owned_alias(alias_id: int):
+    if alias_id <= MAX_ID and request.method not in ("GET", "HEAD"):
+        db.accounts().lock_owned_alias(user().id, alias_id)     # a change: read it under a lock
     found = db.accounts().owned_alias(user().id, alias_id) if alias_id <= MAX_ID else None
     if found is None:
         abort(404)
