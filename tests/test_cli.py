@@ -49,6 +49,13 @@ def test_readable_random_alias(cli):
     (["alias", "add", "ok", "--domain", "d.test", "--to", "shop%d.test@x.test"], "route mail elsewhere"),
     (["alias", "add", "ok", "--domain", "d.test", "--to", "d.test!shop@x.test"], "route mail elsewhere"),
     (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--ttl", "999999w"], "longer than 100 years"),
+    # what the 32-bit columns cannot hold, and a name that folds past 64 characters
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--idle", "5200w"], "68 years"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--max-messages", "2147483648"],
+     "2147483647"),
+    (["alias", "add", "\u0390" * 32, "--domain", "d.test", "--to", "me@x.test"], "case-folded"),
+    (["alias", "add", "ok", "--domain", "d.test", "--to", "me@x.test", "--expires", "9999-12-31T23:00-01:00"],
+     "9999"),
     (["alias", "add", "a+b", "--domain", "d.test", "--to", "me@x.test"], "delimiter"),
     (["alias", "add", "SRS0=x", "--domain", "d.test", "--to", "me@x.test"], "SRS"),
     (["alias", "add", "ok", "--domain", "nothere.test", "--to", "me@x.test"], "not a tmail domain"),

@@ -14,6 +14,7 @@ from .srs import is_srs
 from .verdict import AliasRecord, OnExpiry, expiry_reason
 from .words import WORDS
 
+MAX_COUNT = 2**31 - 1     # counters and idle seconds are 32-bit columns
 _TOKEN_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # no l, o, 0, 1
 
 
@@ -41,6 +42,8 @@ def check_alias_local(local: str, rules: Rules) -> str:
     check_local_part(local)
     if local.startswith('"'):
         raise AddressError("quoted local parts are not allowed for aliases")
+    if len(local_key(local)) > 64:     # the key column: "ΐ" folds to three characters
+        raise AddressError(f"{local!r} is too long once case-folded (64 characters at most)")
     if local_key(local) in rules.role_local_parts:    # folded as lookups fold it (poſtmaster too)
         raise AddressError(f"{local!r} is a role address every domain keeps for its admin "
                            "(RFC 2142); it cannot be an alias")
@@ -89,8 +92,10 @@ class Settings:
     def __post_init__(self):
         if self.ttl is not None and self.expires is not None:
             raise ValueError("give --ttl or --expires, not both")
-        if self.max_messages is not None and self.max_messages < 1:
-            raise ValueError("--max-messages must be at least 1")
+        if self.max_messages is not None and not 1 <= self.max_messages <= MAX_COUNT:
+            raise ValueError(f"--max-messages must be from 1 to {MAX_COUNT}")
+        if self.idle is not None and self.idle.total_seconds() > MAX_COUNT:
+            raise ValueError("--idle: at most 68 years")
 
 
 def with_defaults(settings: Settings, defaults) -> Settings:

@@ -14,7 +14,7 @@ from typing import Callable
 
 from flask import Flask, g, render_template
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -100,6 +100,7 @@ def create_app(cfg: Config, *, engine=None, send=None, clock=None, listen: str |
     lifetime = cfg.duration("web", "session_lifetime")
 
     app = Flask(__name__)
+    app.url_map.merge_slashes = False      # "//x" is a 404, not a redirect built from the Host header
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
     app.extensions["tmail"] = State(cfg, engine, send if send is not None else outbound.send,
                                      clock if clock is not None else utcnow, send_in_background=send is None)
@@ -154,6 +155,16 @@ def create_app(cfg: Config, *, engine=None, send=None, clock=None, listen: str |
         else:
             message = exc.description
         return render_template("error.html", title=exc.name, message=message), exc.code
+
+    @app.errorhandler(DataError)
+    def _too_big(_exc):
+        # a value the rules let through that a column cannot hold: the
+        # request's fault, not an outage (no "try again in a minute")
+        log.warning("value refused by the database", exc_info=True)
+        message = "A value is too large for tmail's database."
+        if api.is_api_request():
+            return api.error(400, message)
+        return render_template("error.html", title="Bad Request", message=message), 400
 
     @app.errorhandler(DBAPIError)
     def _database(_exc):

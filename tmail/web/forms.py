@@ -67,8 +67,8 @@ def count(form: Mapping[str, str], name: str, what: str) -> int | None:
     value = field(form, name, what, 12)
     if not value:
         return None
-    if not (value.isascii() and value.isdigit()) or int(value) < 1:   # "²" is a digit too
-        raise FormError(f"{what}: write a whole number of at least 1")
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= alias_rules.MAX_COUNT:   # "²" too
+        raise FormError(f"{what}: write a whole number from 1 to {alias_rules.MAX_COUNT}")
     return int(value)
 
 
