@@ -215,7 +215,9 @@ def _enable(app, email, enabled: bool):
         changed = found.enabled != enabled
         accounts.set_user(found.id, enabled=enabled)
         if not enabled:
+            from ..db.api_tokens import ApiTokens
             accounts.end_sessions(found.id)     # signed out everywhere, at once
+            ApiTokens(store.conn).revoke_all(found.id)      # and no program acts for them
     app.emit({"ok": True, "changed": changed},
              f"{found.email} {'enabled' if enabled else 'disabled'}" + ("" if changed else " already"))
 
@@ -268,8 +270,9 @@ def remove(app, email, force):
 @pass_app
 def reset_password(app, email, password_stdin):
     """Print a one-time link to choose a new password (or set it); every
-    session of the user ends."""
+    session and API token of the user ends."""
     from ..db.accounts import Accounts
+    from ..db.api_tokens import ApiTokens
     from ..passwords import hash_password
     password = _password(password_stdin)
     now = utcnow()
@@ -277,6 +280,7 @@ def reset_password(app, email, password_stdin):
         accounts = Accounts(store.conn)
         found = _require(accounts, email)
         accounts.end_sessions(found.id)
+        ApiTokens(store.conn).revoke_all(found.id)     # a reset after a break-in: the intruder's tokens too
         link = None
         if password is not None:
             accounts.set_password(found.id, hash_password(password), now)

@@ -66,6 +66,10 @@ class ApiTokens:
         return self.conn.execute(api_tokens.delete().where(
             api_tokens.c.user_id == user_id, api_tokens.c.id == token_id)).rowcount == 1
 
+    def revoke_all(self, user_id: int) -> int:
+        """Every token of the user (a reset after a break-in, a disabled account)."""
+        return self.conn.execute(api_tokens.delete().where(api_tokens.c.user_id == user_id)).rowcount
+
     def touch_due(self, token: ApiToken, now: datetime) -> bool:
         return token.last_used_at is None or now - token.last_used_at >= TOUCH_EVERY
 

@@ -117,7 +117,10 @@ def block(alias_id: int):
 def unblock(alias_id: int):
     record = access.owned_alias(alias_id)
     pattern = request.form.get("sender", "")[:330]
-    return _save(changes.unblocking(record, pattern), f"Mail from {pattern} is accepted again.")
+    changed, was_blocked = changes.unblocking(record, pattern)
+    if not was_blocked:
+        return show(alias_id, f"{pattern} is not blocked here.", 400)
+    return _save(changed, f"Mail from {pattern} is accepted again.")
 
 
 @bp.post("/addresses/<int:alias_id>/destinations")

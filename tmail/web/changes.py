@@ -27,8 +27,16 @@ def blocking(record: AliasRecord, sender: str) -> tuple[AliasRecord, str]:
     return dataclasses.replace(record, blocked=tuple(sorted(set(record.blocked) | {pattern}))), pattern
 
 
-def unblocking(record: AliasRecord, sender: str) -> AliasRecord:
-    return dataclasses.replace(record, blocked=tuple(p for p in record.blocked if p != sender))
+def unblocking(record: AliasRecord, sender: str) -> tuple[AliasRecord, bool]:
+    """(the record no longer blocking `sender`, whether it was blocked):
+    the pattern as blocking() stored it, so "Spam@Example.test" unblocks
+    "spam@example.test"."""
+    try:
+        pattern = parse_block_pattern(sender)
+    except AddressError:
+        pattern = sender
+    kept = tuple(p for p in record.blocked if p not in (pattern, sender))
+    return dataclasses.replace(record, blocked=kept), kept != record.blocked
 
 
 def delete(record: AliasRecord) -> None:

@@ -127,8 +127,9 @@ def create(user: User, local: str | None, domain: str, destinations: list[str],
     state = current_app.extensions["tmail"]
     store, now = db.store(), state.now()
     check_limits(user, domain)
-    dests = chosen_destinations(user, destinations)
+    # the name first: a refusal of it must not say which destinations are verified
     local = _free_local(domain, style) if local is None else _check_local(local, domain)
+    dests = chosen_destinations(user, destinations)
     if domain_defaults:
         settings = alias_rules.with_defaults(settings, store.domain_settings(domain))
     record = alias_rules.new_alias(local, domain, dests, settings, now)

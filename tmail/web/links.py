@@ -13,6 +13,7 @@ from .. import passwords
 from ..core import accounts as rules
 from ..core import mails
 from ..core.accounts import AccountError
+from ..db.api_tokens import ApiTokens
 from . import database as db
 from . import forms, mailer, throttle
 from .access import public
@@ -64,6 +65,8 @@ def password():
     if accounts.use_token(found[0], token, now) is None:
         return dead_link()
     accounts.set_password(user.id, passwords.hash_password(new), now)   # ends every session
+    if found[0] == rules.RESET_PASSWORD:        # "I was broken into": an intruder's tokens go too
+        ApiTokens(db.conn()).revoke_all(user.id)
     throttle.clear(accounts, throttle.SIGN_IN_ACCOUNT, user.email)
     flash("Your password is set. Sign in with it.")
     return redirect(url_for("auth.sign_in"), 303)

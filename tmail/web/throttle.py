@@ -8,6 +8,7 @@ so the answers for both stay the same, lockout included.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -39,6 +40,9 @@ MAIL_FROM_USER = Limit("mail-from-user", 10, timedelta(hours=1))
 # loops is slowed down, and one token cannot use up its user's share.
 API_TOKEN = Limit("api-token", 60, timedelta(minutes=1))
 API_USER = Limit("api-user", 120, timedelta(minutes=1))
+# Wrong API tokens from one client address (counted in each process, see
+# LocalWindow): 256-bit tokens are not guessed; this bounds the work.
+API_BAD_TOKEN = Limit("api-bad-token", 20, timedelta(minutes=1))
 
 
 def exceeded(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -> bool:
@@ -72,3 +76,39 @@ def retry_after(accounts: Accounts, now: datetime, *checks: tuple[Limit, str]) -
             oldest = accounts.oldest_failure(limit.key(value), since) or now
             waits.append(int((oldest + limit.window - now).total_seconds()) + 1)
     return max(waits)
+
+
+class LocalWindow:
+    """Attempts counted in memory, in this process: for what anyone on the
+    network can send (a wrong API token), counting must not cost a database
+    write, which on SQLite would wait for the mail path's writers. Bounded:
+    past MAX_KEYS values the oldest are forgotten."""
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, limit: Limit):
+        self.limit = limit
+        self._seen: dict[str, list[datetime]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, value: str, now: datetime) -> list[datetime]:
+        times = [t for t in self._seen.get(value, []) if t > now - self.limit.window]
+        if times:
+            self._seen[value] = times
+        else:
+            self._seen.pop(value, None)
+        return times
+
+    def retry_after(self, value: str, now: datetime) -> int | None:
+        """None while under the limit, else seconds until a place frees."""
+        with self._lock:
+            times = self._recent(value, now)
+            if len(times) < self.limit.attempts:
+                return None
+            return int((times[0] + self.limit.window - now).total_seconds()) + 1
+
+    def note(self, value: str, now: datetime) -> None:
+        with self._lock:
+            if value not in self._seen and len(self._seen) >= self.MAX_KEYS:
+                self._seen.pop(next(iter(self._seen)))
+            self._seen.setdefault(value, []).append(now)

@@ -29,6 +29,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 PREFIX = "/api/"
 MAX_TOKEN = 200
 PUBLIC = frozenset({"api.openapi"})
+WRONG_TOKENS = "tmail_wrong_api_tokens"
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
@@ -96,30 +97,43 @@ def _authenticate():
     presented = _presented()
     if presented is None:
         return _unauthorised("no API token: send 'Authorization: Bearer <token>'")
-    now = current_app.extensions["tmail"].now()
-
-    def check(conn):
-        """In one short write transaction of its own, before the request's
-        (on SQLite a second writer would wait for the first)."""
+    state = current_app.extensions["tmail"]
+    now, client, wrong = state.now(), request.remote_addr or "", current_app.extensions[WRONG_TOKENS]
+    wait = wrong.retry_after(client, now)
+    if wait is not None:
+        return error(429, f"too many wrong tokens from your address; try again in {wait} s",
+                     {"Retry-After": str(wait)})
+    # Read first, in a read-only transaction: a wrong token (anyone on the
+    # network can send one) never takes SQLite's write lock.
+    with state.engine.connect().execution_options(readonly=True) as conn:
         found = ApiTokens(conn).by_hash(token_hash(presented)) if len(presented) <= MAX_TOKEN else None
         owner = Accounts(conn).user(found.user_id) if found else None
-        if found is None or owner is None or not owner.enabled:
-            return None, None, _unauthorised("this API token is not valid (revoked, mistyped, "
-                                             "or its account is disabled)")
-        if not found.usable(now):
-            return None, None, _unauthorised(f"this API token expired on {found.expires_at:%Y-%m-%d %H:%M} UTC")
-        accounts, checks = Accounts(conn), ((throttle.API_TOKEN, str(found.id)), (throttle.API_USER, str(owner.id)))
+    if found is None or owner is None or not owner.enabled:
+        wrong.note(client, now)
+        return _unauthorised("this API token is not valid (revoked, mistyped, or its account is disabled)")
+    if not found.usable(now):
+        return _unauthorised(f"this API token expired on {found.expires_at:%Y-%m-%d %H:%M} UTC")
+    checks = ((throttle.API_TOKEN, str(found.id)), (throttle.API_USER, str(owner.id)))
+
+    def count(conn):
+        """In one short write transaction of its own, before the request's
+        (on SQLite a second writer would wait for the first)."""
+        accounts = Accounts(conn)
         accounts.lock_user(owner.id)       # parallel requests are counted one by one
+        if ApiTokens(conn).get(owner.id, found.id) is None:       # revoked meanwhile
+            return _unauthorised("this API token is not valid (revoked, mistyped, or its account is disabled)")
         if throttle.exceeded(accounts, now, *checks):
             wait = throttle.retry_after(accounts, now, *checks)
-            return None, None, error(429, f"too many requests: at most {throttle.API_TOKEN.attempts} a minute "
-                                          f"per token and {throttle.API_USER.attempts} per account; "
-                                          f"try again in {wait} s", {"Retry-After": str(wait)})
+            return error(429, f"too many requests: at most {throttle.API_TOKEN.attempts} a minute per token "
+                              f"and {throttle.API_USER.attempts} per account; try again in {wait} s",
+                         {"Retry-After": str(wait)})
         throttle.note(accounts, now, *checks)
         if ApiTokens(conn).touch_due(found, now):
             ApiTokens(conn).touch(found.id, now)
-        return found, owner, None
-    g.api_token, g.api_user, refusal = db.write(check)
+        return None
+    refusal = db.write(count)
+    if refusal is None:
+        g.api_token, g.api_user = found, owner
     return refusal
 
 
@@ -136,6 +150,7 @@ def _cors(response):
 
 
 def init_app(app: Flask) -> None:
+    app.extensions[WRONG_TOKENS] = throttle.LocalWindow(throttle.API_BAD_TOKEN)
     app.register_blueprint(bp)
     app.after_request(_cors)
 

@@ -56,6 +56,11 @@ def _owned(ref: str) -> AliasRecord:
             found = db.store().get_alias(local_key(address.local), address.domain)
     if found is None or found.owner_id != user().id:
         raise ApiError(404, f"you have no address {ref!r}")
+    if request.method != "GET":     # a change: read it again under a lock (see Accounts.lock_owned_alias)
+        db.accounts().lock_owned_alias(user().id, found.id)
+        found = db.accounts().owned_alias(user().id, found.id)
+        if found is None:
+            raise ApiError(404, f"you have no address {ref!r}")
     return found
 
 
@@ -80,7 +85,7 @@ def list_aliases():
     per_page = min(forms.page(args.get("per_page") or str(PER_PAGE)), MAX_PER_PAGE)
     found = db.accounts().owned_aliases(
         user().id, current_app.extensions["tmail"].now(), search=(args.get("search") or "").strip()[:100],
-        state=state, domain=(args.get("domain") or "").strip()[:255], sort=sort,
+        state=state, domain=(args.get("domain") or "").strip().lower().rstrip(".")[:255], sort=sort,
         offset=(page - 1) * per_page, limit=per_page)
     return answer({"aliases": [alias_json(r) for r in found.aliases], "page": page, "per_page": per_page,
                    "total": found.total, "more_than_total": found.more_than_total, "has_next": found.has_next})
@@ -97,18 +102,24 @@ def create_alias():
     expires = _field(forms.future_time, text, "expires_at", "expires_at", now)
     if ttl is not None and expires is not None:
         raise ApiError(400, "ttl, expires_at: give one of them, not both")
-    settings = alias_rules.Settings(
-        ttl=ttl, expires=expires, max_messages=_field(forms.count, text, "max_messages", "max_messages"),
-        idle=_field(forms.duration, text, "idle", "idle"),
-        on_expiry=_field(forms.choice, text, "on_expiry", "on_expiry", ("reject", "drop")),
-        note=_field(forms.field, text, "note", "note", forms.MAX_NOTE))
+    try:
+        settings = alias_rules.Settings(
+            ttl=ttl, expires=expires, max_messages=_field(forms.count, text, "max_messages", "max_messages"),
+            idle=_field(forms.duration, text, "idle", "idle"),
+            on_expiry=_field(forms.choice, text, "on_expiry", "on_expiry", ("reject", "drop")),
+            note=_field(forms.field, text, "note", "note", forms.MAX_NOTE))
+    except ValueError as exc:       # the core's own bounds (Settings)
+        raise ApiError(400, str(exc).replace("--", "")) from None
     style = _field(forms.choice, text, "style", "style", ("token", "words"))
     local = _field(forms.field, text, "local", "local", 64) or None
-    domain = text.get("domain", "").strip().lower()[:255]
+    domain = text.get("domain", "").strip().lower().rstrip(".")[:255]
     if not domain:
         raise ApiError(400, "domain: give one of the domains you may use")
     wanted = strings(body, "destinations")
     destinations = creation.default_destinations(user()) if wanted is None else wanted
+    if wanted is None and not destinations:
+        raise ApiError(409, "you have no verified destination yet: add one in the web app and follow "
+                            "the link mailed to it")
     try:
         record = creation.create(user(), local, domain, destinations, settings, style=style)
     except forms.FormError as exc:
@@ -189,7 +200,11 @@ def block_sender(ref: str):
 @requires(CHANGE)
 def unblock_sender(ref: str):
     record = _owned(ref)
-    return _save(record, changes.unblocking(record, _sender(json_body(frozenset({"sender"})))))
+    sender = _sender(json_body(frozenset({"sender"})))
+    changed, was_blocked = changes.unblocking(record, sender)
+    if not was_blocked:
+        raise ApiError(404, f"{sender} is not blocked at {record.address}")
+    return _save(record, changed)
 
 
 @bp.delete(f"{BASE}/aliases/<ref>", strict_slashes=False)

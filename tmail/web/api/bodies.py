@@ -4,6 +4,7 @@ API defaults.
 """
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from flask import current_app, request
@@ -21,15 +22,22 @@ HOUR = timedelta(hours=1)
 def json_body(allowed: frozenset[str] | None) -> dict:
     """The body as an object (an empty body is {}), with only `allowed` keys
     (None: any, for the generators' endpoints, whose clients may add some)."""
-    if not request.get_data(cache=True):
+    data = request.get_data(cache=True)
+    if not data:
         return {}
-    body = request.get_json(force=True, silent=True)
+    try:
+        body = json.loads(data)
+    except (ValueError, RecursionError):     # "[[[[...": nesting deeper than the parser goes
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     unknown = sorted(set(body) - allowed) if allowed is not None else []
     if unknown:
         raise ApiError(400, f"unknown field {unknown[0]!r} (known: {', '.join(sorted(allowed))})")
     return body
+
+
+DURATIONS = frozenset({"ttl", "idle", "by"})     # "7d", or a number of seconds
 
 
 def as_text(body: dict, keys: tuple[str, ...]) -> dict[str, str]:
@@ -42,7 +50,7 @@ def as_text(body: dict, keys: tuple[str, ...]) -> dict[str, str]:
             continue
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ApiError(400, f"{key}: expected a string or a number")
-        found[key] = str(value)
+        found[key] = f"{value}s" if key in DURATIONS and isinstance(value, int) else str(value)
     return found
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 
 from ...core.api_tokens import CREATE, website
 from ...core.verdict import AliasRecord
@@ -32,6 +32,14 @@ def _note(body: dict, key: str) -> str:
         raise refused(exc) from None
 
 
+def _uuid() -> str:
+    """A UUID as a local part; without its hyphens where '-' is the
+    recipient delimiter (an alias may not hold it)."""
+    value = str(uuid.uuid4())
+    delimiter = current_app.extensions["tmail"].config["aliases"]["recipient_delimiter"]
+    return value.replace("-", "") if delimiter and delimiter in value else value
+
+
 def _stamp(when) -> str | None:
     return when.strftime("%Y-%m-%d %H:%M:%S") if when else None
 
@@ -44,7 +52,6 @@ def simplelogin_alias(record: AliasRecord) -> dict:
         "creation_date": created.strftime("%Y-%m-%d %H:%M:%S+00:00") if created else None,
         "creation_timestamp": int(created.timestamp()) if created else None,
         "nb_forward": record.forwarded, "nb_block": record.refused, "nb_reply": 0,
-        "mailboxes": [{"email": d} for d in record.destinations],
         "latest_activity": None, "pinned": False, "support_pgp": False, "disable_pgp": False,
     }
 
@@ -72,7 +79,7 @@ def simplelogin_random():
     mode = request.args.get("mode", "")
     if mode and mode not in SIMPLELOGIN_MODES:
         raise ApiError(400, f"mode: expected one of {', '.join(SIMPLELOGIN_MODES)}")
-    local = str(uuid.uuid4()) if mode == "uuid" else None
+    local = _uuid() if mode == "uuid" else None
     record = create_with_api_defaults(user(), note=note, local=local, style=SIMPLELOGIN_MODES.get(mode))
     return jsonify(simplelogin_alias(record)), 201
 
@@ -88,7 +95,7 @@ def addy_create():
         raise ApiError(400, f"format: expected one of {', '.join(ADDY_FORMATS)}")
     local, style = None, {"random_characters": "token", "random_words": "words"}.get(kind)
     if kind == "uuid":
-        local = str(uuid.uuid4())
+        local = _uuid()
     elif kind == "custom":
         local = fields.get("local_part", "").strip()
         if not local:
