@@ -22,7 +22,8 @@ def test_settings_from_a_form():
 
 
 @pytest.mark.parametrize("form, message", [
-    ({"ttl": "7 days"}, "not a duration"), ({"ttl": "0d"}, "zero"), ({"max_messages": "0"}, "from 1 to"), ({"max_messages": "2147483648"}, "from 1 to"),
+    ({"ttl": "7 days"}, "not a duration"), ({"ttl": "0d"}, "zero"), ({"max_messages": "0"}, "from 1 to"),
+    ({"max_messages": "2147483648"}, "from 1 to"),
     ({"max_messages": "-3"}, "from 1 to"), ({"max_messages": "2.5"}, "whole number"),
     ({"on_expiry": "bounce"}, "choose one of"), ({"expires": "yesterday"}, "not a date"),
     ({"expires": "2026-11-30"}, "in the past"), ({"note": "a\nb"}, "control character"),
