@@ -30,6 +30,7 @@ PREFIX = "/api/"
 MAX_TOKEN = 200
 PUBLIC = frozenset({"api.openapi"})
 WRONG_TOKENS = "tmail_wrong_api_tokens"
+INVALID = "this API token is not valid (revoked, mistyped, or its account is disabled)"
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
@@ -110,7 +111,7 @@ def _authenticate():
         owner = Accounts(conn).user(found.user_id) if found else None
     if found is None or owner is None or not owner.enabled:
         wrong.note(client, now)
-        return _unauthorised("this API token is not valid (revoked, mistyped, or its account is disabled)")
+        return _unauthorised(INVALID)
     if not found.usable(now):
         return _unauthorised(f"this API token expired on {found.expires_at:%Y-%m-%d %H:%M} UTC")
     checks = ((throttle.API_TOKEN, str(found.id)), (throttle.API_USER, str(owner.id)))
@@ -121,7 +122,7 @@ def _authenticate():
         accounts = Accounts(conn)
         accounts.lock_user(owner.id)       # parallel requests are counted one by one
         if ApiTokens(conn).get(owner.id, found.id) is None:       # revoked meanwhile
-            return _unauthorised("this API token is not valid (revoked, mistyped, or its account is disabled)")
+            return _unauthorised(INVALID)
         if throttle.exceeded(accounts, now, *checks):
             wait = throttle.retry_after(accounts, now, *checks)
             return error(429, f"too many requests: at most {throttle.API_TOKEN.attempts} a minute per token "
