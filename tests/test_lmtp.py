@@ -9,6 +9,8 @@ import tempfile
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tmail.mailpath.delivery import EX_OK, EX_TEMPFAIL, Outcome
 from tmail.mailpath.lmtp import lmtp_server
@@ -174,3 +176,14 @@ def test_without_xforward_the_queue_id_is_postfixs_own_received(lmtp):
     # a Received lower down (the sender's own) is never taken
     other = b"Subject: x\r\nReceived: from a (b) id ABCDEF123; now\r\n\r\nx\r\n"
     assert transaction(client, ["a@d.test"], other, ident=None)[0].startswith("451 4.3.5")
+
+
+@given(st.text())
+def test_the_pipe_writes_json_strings_the_daemon_reads_back(text):
+    """tmail-deliver builds its header line without importing json (start-up
+    time on every message): whatever Postfix passes, the daemon reads the same."""
+    import json
+
+    from tmail.mailpath.deliver import _json_string
+    assert json.loads(_json_string(text)) == text
+    assert json.loads(_json_string("a\udc80b")) == "a\udc80b"      # an undecodable argv byte
