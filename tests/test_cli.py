@@ -356,3 +356,17 @@ def test_daemon_logs_why_it_cannot_start(tmp_path, broken, code, says):
     [line] = [x for x in log.read_text().splitlines() if "ERROR" in x]
     assert "tmail daemon cannot run:" in line and says in line
     assert says in result.stderr
+
+
+def test_list_streams_the_same_json_and_text_as_one_object(cli):
+    from tmail import jsontext
+    for local in ("b", "a", "c"):
+        cli("alias", "add", local, "--domain", "d.test", "--to", "me@x.test")
+    out = cli("alias", "list", "--json").stdout
+    parsed = json.loads(out)
+    assert out.strip() == jsontext.dumps(parsed)                  # byte for byte what emit() writes
+    assert [a["address"] for a in parsed["aliases"]] == ["a@d.test", "b@d.test", "c@d.test"]
+    assert cli("alias", "list", "--domain", "d.test", "--state", "disabled", "--json").stdout.strip() == (
+        '{"aliases": [], "ok": true}')
+    assert cli("alias", "list", "--state", "disabled").stdout.strip() == "no aliases"
+    assert cli("alias", "list").stdout.splitlines()[0].startswith("a@d.test")

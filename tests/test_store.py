@@ -253,3 +253,24 @@ def test_api_tokens_same_name_at_once_is_a_store_error_and_ids_are_never_reused(
     with store.begin() as conn:
         assert Accounts(conn).set_user(user_id, api_ttl_seconds=100 * 366 * 86400) is None    # past 32 bits
         assert Accounts(conn).user(user_id).api_ttl == timedelta(days=100 * 366)
+
+
+def test_iter_aliases_reads_in_batches_in_the_order_of_the_list(store):
+    from tmail.core.aliases import state
+    with store.begin() as conn:
+        s = Store(conn)
+        s.add_domain("a.test", NOW)
+        for i in range(25):
+            s.add_alias(record(f"k{i:02d}", domain="a.test" if i % 2 else "d.test", max_messages=None,
+                               enabled=i % 5 != 0, expires_at=NOW - timedelta(days=1) if i % 7 == 0 else None))
+    with store.connect() as conn:
+        s = Store(conn)
+        streamed = list(s.iter_aliases(AliasFilter(), NOW, batch=4))
+        assert [r.address for r in streamed] == sorted((r.address for r in streamed),
+                                                       key=lambda a: (a.split("@")[1], a.split("@")[0]))
+        assert len(streamed) == 25 and len({r.id for r in streamed}) == 25
+        for wanted in ("active", "expired", "disabled"):
+            got = [r.address for r in s.iter_aliases(AliasFilter(state=wanted), NOW, batch=3)]
+            assert got == [r.address for r in streamed if state(r, NOW) == wanted] and got
+        assert [r.address for r in s.iter_aliases(AliasFilter(domain="a.test"), NOW, batch=2)] == [
+            r.address for r in streamed if r.domain == "a.test"]

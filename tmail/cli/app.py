@@ -50,6 +50,31 @@ class App:
         with self.engine.begin() as conn:
             yield Store(conn)
 
+    @contextlib.contextmanager
+    def reading(self):
+        """A read-only transaction (on SQLite a plain BEGIN: a long listing
+        never holds the write lock the mail path needs)."""
+        from ..db.store import Store
+        with self.engine.connect().execution_options(readonly=True) as conn, conn.begin():
+            yield Store(conn)
+
+    def emit_list(self, key: str, rows, line, empty: str) -> None:
+        """{"aliases": [...], "ok": true} (or lines of text) written row by
+        row as `rows` yields them: the same output as emit(), in bounded memory."""
+        first = True
+        if self.json:
+            click.echo(f'{{"{key}": [', nl=False)
+        for row in rows:
+            if self.json:
+                click.echo(("" if first else ", ") + jsontext.dumps(row), nl=False)
+            else:
+                click.echo(line(row))
+            first = False
+        if self.json:
+            click.echo('], "ok": true}')
+        elif first:
+            click.echo(empty)
+
     def emit(self, data, text: str | None = None) -> None:
         if self.json:
             click.echo(jsontext.dumps(data))

@@ -102,9 +102,9 @@ def stats(app, prom_file):
     """Per domain: aliases by state, messages forwarded and refused (24 h, 7 d)."""
     from ..db.store import AliasFilter
     now = utcnow()
-    with app.store() as store:
+    with app.reading() as store:
         domains = store.domain_names()
-        states = Counter((r.domain, state(r, now)) for r in store.list_aliases(AliasFilter(), now))
+        states = Counter((r.domain, state(r, now)) for r in store.iter_aliases(AliasFilter(), now))
         events = {"24h": store.event_counts(now - timedelta(hours=24)),
                   "7d": store.event_counts(now - timedelta(days=7))}
     rows = stats_mod.domain_stats(domains, states, events)

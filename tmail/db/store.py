@@ -274,6 +274,32 @@ class Store:
         self.retire(record.domain, local_key(record.local), now)
 
     def list_aliases(self, where: AliasFilter, now: datetime) -> list[AliasRecord]:
+        return list(self.iter_aliases(where, now))
+
+    def iter_aliases(self, where: AliasFilter, now: datetime, batch: int = 1000):
+        """The aliases `where` selects, by domain then local part, read a batch
+        at a time: memory stays bounded at 1,000,000 aliases. Each batch is
+        an index range (domain, local_key > the last one), never a re-sort."""
+        conditions = self._list_conditions(where, now)
+        wanted = {"active": False, "expired": True}.get(where.state or "")
+        domain_rows = self.conn.execute(sa.select(domains.c.id).where(
+            *([domains.c.name == where.domain] if where.domain else [])).order_by(domains.c.name)).scalars().all()
+        for domain_id in domain_rows:
+            last = None
+            while True:
+                after = [aliases.c.local_key > last] if last is not None else []
+                rows = self.conn.execute(_LOOKUP_BASE.where(*conditions, aliases.c.domain_id == domain_id, *after)
+                                         .order_by(aliases.c.local_key).limit(batch)).all()
+                if not rows:
+                    break
+                children = self._children([row.id for row in rows])
+                for row in rows:
+                    record = self._record(row, *children[row.id])
+                    if wanted is None or (expiry_reason(record, now) is not None) == wanted:
+                        yield record
+                last = rows[-1].local_key
+
+    def _list_conditions(self, where: AliasFilter, now: datetime) -> list:
         conditions = []
         if where.domain:
             conditions.append(domains.c.name == where.domain)
@@ -289,11 +315,7 @@ class Store:
             conditions.append(aliases.c.enabled == sa.false())
         elif where.state in ("active", "expired"):
             conditions.append(aliases.c.enabled == sa.true())
-        records = self._records_where(*conditions)
-        if where.state in ("active", "expired"):
-            wanted = where.state == "expired"
-            records = [r for r in records if (expiry_reason(r, now) is not None) == wanted]
-        return records
+        return conditions
 
     # -- counters (single conditional statements: no lost updates) --------
     def reserve(self, alias_id: int) -> bool:
