@@ -20,6 +20,7 @@ class Received:
 class Sink:
     reject: set[str] = field(default_factory=set)     # lower-case addresses refused with 550
     messages: list[Received] = field(default_factory=list)
+    connections: int = 0          # SMTP sessions opened so far
 
     def __post_init__(self):
         self.lock = threading.Condition()
@@ -30,6 +31,8 @@ class Sink:
                 self.wfile.write(line.encode() + b"\r\n")
 
             def handle(self):
+                with sink.lock:
+                    sink.connections += 1
                 self.reply("220 sink.test ESMTP")
                 mail_from, rcpts, params = None, [], ""
                 while True:
@@ -57,7 +60,9 @@ class Sink:
                         chunks = []
                         while True:
                             data = self.rfile.readline()
-                            if data in (b".\r\n", b""):
+                            if data == b"":
+                                return      # closed before the final dot: nothing was sent (as Postfix)
+                            if data == b".\r\n":
                                 break
                             chunks.append(data[1:] if data.startswith(b"..") else data)
                         with sink.lock:

@@ -31,7 +31,7 @@ from ..core.resolve import resolve
 from ..core.verdict import AliasRecord, Kind
 from ..db.accounts import Accounts
 from .service import Service, _Lookup, counts
-from .smtp import Abandoned, SmtpClient, SmtpError
+from .smtp import Abandoned, SmtpError, SmtpPool
 from .wire import WireError
 
 log = logging.getLogger("tmail")
@@ -61,6 +61,7 @@ class Delivery:
         self.deliverability = deliverability
         self._attempts: dict[tuple[str, str], list] = {}   # key -> [lock, waiting]
         self._attempts_lock = threading.Lock()
+        self._sessions = SmtpPool(*reinject, timeout=reinject_timeout, helo=helo)
 
     def deliver(self, request: dict, chunks, still_wanted=lambda: True) -> Outcome:
         """Forward one message for one recipient; never raises.
@@ -254,12 +255,7 @@ class Delivery:
     def _send(self, sender: str, recipients: list[str], utf8: bool, chunks, still_wanted) -> str:
         if not still_wanted():
             raise Abandoned("the delivery agent stopped waiting")
-        client = SmtpClient(*self.reinject, timeout=self.reinject_timeout, helo=self.helo)
-        try:
-            client.envelope(sender, recipients, utf8)
-            return client.send_message(chunks, before_end=still_wanted)
-        finally:
-            client.close()
+        return self._sessions.transaction(sender, recipients, utf8, chunks, before_end=still_wanted)
 
     def _done(self, queue_id, recipient, receipt: Receipt, digest: str, alias: AliasRecord | None,
               forwarded: bool, sender: str = "") -> None:

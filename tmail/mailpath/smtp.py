@@ -6,6 +6,8 @@ smtplib wants the whole message in memory; this one sends it chunk by chunk
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 
 class SmtpError(Exception):
@@ -113,3 +115,65 @@ class SmtpClient:
             pass
         finally:
             self.sock.close()
+
+
+class SmtpPool:
+    """Reinjection sessions kept open between messages: a new SMTP session
+    per message cost Postfix's smtpd a connection set-up and tear-down
+    each time. A session goes back to the pool only after a 250 for the
+    whole message; anything else closes it. One that waited longer than
+    `idle` is not reused (smtpd_timeout is 300 s), and one the server has
+    closed meanwhile fails before any data: the transaction then starts
+    again on a new session, so nothing is sent twice."""
+
+    def __init__(self, host: str, port: int, timeout: float, helo: str = "localhost", *,
+                 size: int = 8, idle: float = 30.0):
+        self.host, self.port, self.timeout, self.helo = host, port, timeout, helo
+        self.size, self.idle = size, idle
+        self._idle: list[tuple[SmtpClient, float]] = []
+        self._lock = threading.Lock()
+
+    def _new(self) -> SmtpClient:
+        return SmtpClient(self.host, self.port, self.timeout, self.helo)
+
+    def _take(self) -> SmtpClient | None:
+        with self._lock:
+            while self._idle:
+                client, since = self._idle.pop()
+                if time.monotonic() - since < self.idle:
+                    return client
+                client.sock.close()
+        return None
+
+    def _give_back(self, client: SmtpClient) -> None:
+        with self._lock:
+            if len(self._idle) < self.size:
+                self._idle.append((client, time.monotonic()))
+                return
+        client.close()
+
+    def transaction(self, sender: str, recipients: list[str], utf8: bool, chunks, before_end=None) -> str:
+        """One message: the final 250's text, or SmtpError / OSError / Abandoned."""
+        client = self._take()
+        if client is not None:
+            try:
+                client.envelope(sender, recipients, utf8)
+            except (OSError, SmtpError) as exc:
+                client.sock.close()
+                if isinstance(exc, SmtpError) and exc.code != 421:
+                    raise       # a real answer (a refused recipient), not a stale session
+                client = None
+        if client is None:
+            client = self._new()
+            try:
+                client.envelope(sender, recipients, utf8)
+            except BaseException:
+                client.close()
+                raise
+        try:
+            reply = client.send_message(chunks, before_end=before_end)
+        except BaseException:
+            client.close()
+            raise
+        self._give_back(client)
+        return reply

@@ -1,0 +1,64 @@
+"""Reinjection sessions kept open between messages (SmtpPool), against a
+real SMTP server on loopback: reused after a 250 only, a session the
+server closed is replaced before any data goes out, and a refusal or an
+abandoned message never leaves a session behind."""
+from __future__ import annotations
+
+import socket
+
+import pytest
+from sink import Sink
+
+from tmail.mailpath.smtp import Abandoned, SmtpError, SmtpPool
+
+
+@pytest.fixture
+def sink():
+    server = Sink()
+    yield server
+    server.close()
+
+
+def send(pool, subject: str, to="a@dest.test", before_end=None):
+    return pool.transaction("srs@fwd.test", [to], False, [f"Subject: {subject}\n\nhi\n".encode()], before_end)
+
+
+def test_one_session_carries_many_messages(sink):
+    pool = SmtpPool("127.0.0.1", sink.port, timeout=5)
+    for i in range(5):
+        assert "queued" in send(pool, f"m{i}")
+    sink.wait_for(lambda m: b"Subject: m4" in m.data)
+    assert len(sink.messages) == 5 and sink.connections == 1
+
+
+def test_a_session_the_server_closed_is_replaced_and_nothing_is_sent_twice(sink):
+    pool = SmtpPool("127.0.0.1", sink.port, timeout=5)
+    send(pool, "first")
+    [(client, _since)] = pool._idle
+    client.sock.shutdown(socket.SHUT_RDWR)       # as smtpd does past its timeout
+    send(pool, "second")
+    sink.wait_for(lambda m: b"Subject: second" in m.data)
+    assert [m.data.count(b"Subject: second") for m in sink.messages] == [0, 1]
+    assert sink.connections == 2
+
+
+def test_a_refusal_or_an_abandoned_message_closes_the_session(sink):
+    sink.reject.add("gone@dest.test")
+    pool = SmtpPool("127.0.0.1", sink.port, timeout=5)
+    with pytest.raises(SmtpError) as refused:
+        send(pool, "refused", to="gone@dest.test")
+    assert refused.value.code == 550 and pool._idle == []
+    with pytest.raises(Abandoned):
+        send(pool, "abandoned", before_end=lambda: False)
+    assert pool._idle == []
+    send(pool, "after")
+    sink.wait_for(lambda m: b"Subject: after" in m.data)
+    assert [m.data.split(b"\n")[0] for m in sink.messages] == [b"Subject: after\r"]
+    assert sink.connections == 3
+
+
+def test_an_idle_session_is_not_reused_past_its_time(sink):
+    pool = SmtpPool("127.0.0.1", sink.port, timeout=5, idle=0)
+    send(pool, "one")
+    send(pool, "two")
+    assert sink.connections == 2
