@@ -7,6 +7,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 
 import pytest
 from hypothesis import given
@@ -64,6 +65,12 @@ class Client:
         return self.reply()
 
 
+def received(ident: str) -> bytes:
+    """The trace field Postfix's smtpd puts on top of what it queues."""
+    return (f"Received: from client.test (client.test [192.0.2.1])\r\n\tby mx.fwd.test (Postfix) with ESMTP "
+            f"id {ident}; Sat, 28 Nov 2026 09:27:43 +0000 (UTC)\r\n").encode()
+
+
 def transaction(client, recipients, body: bytes, ident="4XyzAbc"):
     assert client.command("LHLO mx.test")[-1].startswith("250 XFORWARD")
     if ident:
@@ -79,27 +86,51 @@ def transaction(client, recipients, body: bytes, ident="4XyzAbc"):
 def test_one_reply_per_recipient_after_data(lmtp):
     path, recorder = lmtp
     client = Client(path)
-    replies = transaction(client, ["a@d.test", "defer@d.test", "b@d.test"], b"Subject: x\r\n\r\nhi\r\n")
+    body = received("4XyzAbc") + b"Subject: x\r\n\r\nhi\r\n"
+    replies = transaction(client, ["a@d.test", "defer@d.test", "b@d.test"], body)
     assert [r[:3] for r in replies] == ["250", "451", "250"]
     assert replies[1] == "451 4.3.0 try later"
     assert [c[0] for c in recorder.calls] == [
         {"queue_id": "4XyzAbc", "sender": "sender@orig.test", "recipient": r}
         for r in ("a@d.test", "defer@d.test", "b@d.test")]
-    assert {c[1] for c in recorder.calls} == {b"Subject: x\n\nhi\n"}      # LF line ends, as the pipe gets
+    assert {c[1] for c in recorder.calls} == {body.replace(b"\r\n", b"\n")}      # LF line ends, as the pipe gets
 
 
 def test_many_messages_on_one_connection_and_xforward_is_per_message(lmtp):
     path, recorder = lmtp
     client = Client(path)
-    transaction(client, ["a@d.test"], b"Subject: 1\r\n\r\n1\r\n", ident="QID1")
+    transaction(client, ["a@d.test"], received("4QID111") + b"Subject: 1\r\n\r\n1\r\n", ident="4QID111")
     assert client.command("MAIL FROM:<>")[0].startswith("250")         # no XFORWARD this time
     assert client.command("RCPT TO:<a@d.test>")[0].startswith("250")
     assert client.command("DATA")[0].startswith("354")
-    client.send(b"Subject: 2\r\n\r\n2\r\n.\r\n")
-    reply = client.reply()[0]
-    assert reply.startswith("451 4.3.5") and "xforward" in reply.lower()      # deferred, never guessed
-    assert [c[0]["queue_id"] for c in recorder.calls] == ["QID1"]
+    client.send(received("4QID222") + b"Subject: 2\r\n\r\n2\r\n.\r\n")
+    assert client.reply()[0].startswith("250")
+    # without IDENT no receipt may apply: a key no milter receipt has
+    assert [c[0]["queue_id"] for c in recorder.calls] == ["4QID111", "local:4QID222"]
     assert client.command("QUIT") == ["221 2.0.0 bye"]
+
+
+@pytest.mark.parametrize("ident, body, key", [
+    # a bounce Postfix made: no XFORWARD; its own Received gives a stable key, not a receipt's
+    (None, b"Received: by mx.fwd.test (Postfix)\r\n\tid DCBBF17E2F3; Sat, 28 Nov 2026 09:27:43 +0000\r\n"
+           b"Subject: bounce\r\n\r\nx\r\n", "local:DCBBF17E2F3"),
+    (None, b"Received: by mx.fwd.test (Postfix, from userid 0)\r\n\tid ABCDEF123; now\r\n\r\nx\r\n",
+     "local:ABCDEF123"),
+    # an IDENT copied from another message (smtpd takes it from XFORWARD clients): no receipts
+    ("VICTIM1234", received("OWN5678") + b"\r\nx\r\n", "local:OWN5678"),
+    # the forger's own Received below Postfix's is never read
+    ("OWN5678", received("OWN5678") + b"Received: by evil (Postfix) id VICTIM1234;\r\n\r\nx\r\n", "OWN5678"),
+    # no Postfix Received on top (a milter put a field there, or header_checks took it out)
+    ("OWN5678", b"X-Top: 1\r\nReceived: from a (b) id VICTIM1234; now\r\n\r\nx\r\n", None),
+])
+def test_only_the_message_the_milter_saw_gets_its_receipts(lmtp, ident, body, key):
+    path, recorder = lmtp
+    assert transaction(Client(path), ["a@d.test"], body, ident=ident)[0].startswith("250")
+    got = recorder.calls[0][0]["queue_id"]
+    if key is None:
+        assert got.startswith("local:") and len(got) == 26        # the header's digest: stable on retries
+    else:
+        assert got == key
 
 
 def test_dots_are_unstuffed_and_long_lines_kept_whole(lmtp):
@@ -120,15 +151,18 @@ def test_a_null_sender_and_a_quoted_recipient(lmtp):
     client.command("DATA")
     client.send(b"\r\n.\r\n")
     assert client.reply()[0].startswith("250")
-    assert recorder.calls[0][0] == {"queue_id": "Q2", "sender": "", "recipient": '"odd>name"@d.test'}
+    request = recorder.calls[0][0]
+    assert (request["sender"], request["recipient"]) == ("", '"odd>name"@d.test')
+    assert request["queue_id"].startswith("local:")      # no Postfix Received: no receipt applies
 
 
 @pytest.mark.parametrize("commands, expected", [
     (["MAIL FROM:<a@b.test>"], "503"),                      # before LHLO
     (["LHLO x", "RCPT TO:<a@d.test>"], "503"),             # before MAIL
     (["LHLO x", "DATA"], "503"),
-    (["LHLO x", "MAIL FROM:a@b.test"], "501"),
-    (["LHLO x", "MAIL FROM:<a@b.test>", "RCPT TO:<>"], "501"),
+    # what tmail cannot read defers (451): a 5xx would bounce mail the milter accepted
+    (["LHLO x", "MAIL FROM:a@b.test"], "451"),
+    (["LHLO x", "MAIL FROM:<a@b.test>", "RCPT TO:<>"], "451"),
     (["LHLO x", "MAIL FROM:<a@b.test>", "MAIL FROM:<c@b.test>"], "503"),
     (["LHLO x", "VRFY a"], "500"),
     (["LHLO x", "RSET"], "250"),
@@ -165,19 +199,6 @@ def test_a_client_gone_in_data_delivers_nothing(lmtp):
     assert recorder.calls == []
 
 
-def test_without_xforward_the_queue_id_is_postfixs_own_received(lmtp):
-    """A bounce Postfix made comes with no XFORWARD: its Received says the id."""
-    path, recorder = lmtp
-    client = Client(path)
-    body = (b"Received: by mx.fwd.test (Postfix)\r\n\tid DCBBF17E2F3; Sat, 28 Nov 2026 09:27:43 +0000 (UTC)\r\n"
-            b"Subject: bounce\r\n\r\nx\r\n")
-    assert transaction(client, ["a@d.test"], body, ident=None)[0].startswith("250")
-    assert recorder.calls[0][0]["queue_id"] == "DCBBF17E2F3"
-    # a Received lower down (the sender's own) is never taken
-    other = b"Subject: x\r\nReceived: from a (b) id ABCDEF123; now\r\n\r\nx\r\n"
-    assert transaction(client, ["a@d.test"], other, ident=None)[0].startswith("451 4.3.5")
-
-
 @given(st.text())
 def test_the_pipe_writes_json_strings_the_daemon_reads_back(text):
     """tmail-deliver builds its header line without importing json (start-up
@@ -187,3 +208,50 @@ def test_the_pipe_writes_json_strings_the_daemon_reads_back(text):
     from tmail.mailpath.deliver import _json_string
     assert json.loads(_json_string(text)) == text
     assert json.loads(_json_string("a\udc80b")) == "a\udc80b"      # an undecodable argv byte
+
+
+@pytest.mark.parametrize("argument, expected", [
+    ('FROM:<"ab\\\\"@orig.test>', '"ab\\\\"@orig.test'),       # the local part ab\ : its quote closes
+    ('TO:<"shop+x\\\\"@d.test>', '"shop+x\\\\"@d.test'),
+    ('TO:<"a\\\\\\">"@d.test>', '"a\\\\\\">"@d.test'),          # a\"> : an escaped \ then an escaped "
+    ('TO:<"odd>name"@d.test> NOTIFY=NEVER', '"odd>name"@d.test'),
+    ('FROM:<>', ''),
+    ('TO:<"unclosed@d.test>', None),
+    ('TO:a@d.test', None),
+])
+def test_addresses_are_read_as_postfix_writes_them(argument, expected):
+    """A quoted local part ending in a backslash got 501 and was bounced."""
+    from tmail.mailpath.lmtp import _path
+    assert _path(argument, argument.split(":")[0]) == expected
+
+
+def test_a_crlf_split_between_two_reads_becomes_lf(lmtp):
+    from tmail.mailpath.wire import CHUNK
+    path, recorder = lmtp
+    line = b"x" * (CHUNK - 1)          # with its CR exactly one read: the LF comes with the next
+    transaction(Client(path), ["a@d.test"], received("4Q99999") + line + b"\r\nend\r\n", ident="4Q99999")
+    assert recorder.calls[0][1] == received("4Q99999").replace(b"\r\n", b"\n") + line + b"\nend\n"
+
+
+def test_sessions_are_capped():
+    recorder = Recorder()
+    directory = tempfile.mkdtemp()
+    server = lmtp_server(os.path.join(directory, "lmtp.sock"), recorder, hostname="mx.test", max_sessions=2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        held = [Client(server.server_address) for _ in range(2)]
+        third = socket.socket(socket.AF_UNIX)
+        third.connect(server.server_address)
+        assert third.makefile("rb").readline().startswith(b"421 4.3.2")
+        held[0].command("QUIT")
+        wait = time.monotonic() + 5
+        while time.monotonic() < wait:          # its place frees once the session has ended
+            fourth = socket.socket(socket.AF_UNIX)
+            fourth.connect(server.server_address)
+            if fourth.makefile("rb").readline().startswith(b"220"):
+                break
+        else:
+            raise AssertionError("no session was let in after one ended")
+    finally:
+        server.shutdown()
+        server.server_close()

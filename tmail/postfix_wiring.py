@@ -127,8 +127,10 @@ def master_entries(cfg, transport: str = "pipe") -> dict[str, str]:
         # Connections kept open and reused: no process per message. The
         # queue id, by which the milter kept its receipt, comes over
         # XFORWARD IDENT; without it tmail defers (451).
+        # lmtp_line_length_limit=0: Postfix would fold lines over 998
+        # characters, breaking the sender's DKIM body hash, as the pipe does not.
         tmail = ("tmail unix - - n - - lmtp -o syslog_name=postfix/tmail-lmtp"
-                 " -o lmtp_send_xforward_command=yes")
+                 " -o lmtp_send_xforward_command=yes -o lmtp_line_length_limit=0")
     else:
         # No flags=D: pipe would bounce a message that already has this
         # Delivered-To, i.e. send backscatter to a probably forged sender; tmail

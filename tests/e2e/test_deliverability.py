@@ -316,6 +316,18 @@ def test_doctor_spots_a_key_that_does_not_match_dns(dmx):
         dmx.zone.records.update(saved)
 
 
+def test_a_signed_message_with_a_line_over_998_characters_still_verifies(dmx, sink):
+    """lmtp(8) folds lines over lmtp_line_length_limit (998) unless told
+    not to: the sender's DKIM body hash then failed, and From was rewritten."""
+    body = b"Hello,\r\n" + b"x" * 1500 + b"\r\nbye\r\n"
+    original = signed(message(b"Alice <alice@sender.test>", b"long line", body))
+    send(dmx, "dk@d.test", original, "alice@sender.test")
+    data = received(sink, "dk@real.test")
+    assert b"dkim=pass header.d=sender.test" in header_value(data, b"Authentication-Results")
+    assert header_value(data, b"From") == b"Alice <alice@sender.test>"
+    assert b"x" * 1500 in data
+
+
 def test_relayed_bounces_and_notices_are_signed_by_the_srs_domain(dmx, sink):
     dnsfunc = txt_lookup(dmx)
     dmx.tmail("alias", "add", "gone", "--domain", "d.test", "--to", "gone.mailbox@real.test")

@@ -105,3 +105,20 @@ def test_a_subdomain_of_a_tmail_domain_is_not_relayed(states, rcpt):
         client.mail("spammer@spam.test")
         code, text = client.rcpt(rcpt)
     assert code == 554 and b"Relay access denied" in text, (code, text)
+
+
+@pytest.mark.parametrize("sender, rcpt, subject", [
+    ('"ab\\\\"@orig.test', "fm-on@d.test", "a quoted sender ending in a backslash"),
+    ("plain@orig.test", '"fm-on+tag\\\\"@d.test', "a quoted +tag ending in a backslash"),
+])
+def test_a_quoted_local_part_ending_in_a_backslash_is_forwarded_not_bounced(states, sink, sender, rcpt, subject):
+    """Postfix accepts "ab\\"@x and writes it so to the transport: LMTP read
+    the escaped backslash as escaping the quote, answered 501, and Postfix
+    bounced mail the milter had accepted."""
+    with states.client() as client:
+        client.ehlo("client.example")
+        assert client.mail(sender)[0] == 250
+        assert client.rcpt(rcpt)[0] == 250
+        assert client.data(f"Subject: {subject}\r\n\r\nhello\r\n".encode())[0] == 250
+    sink.wait_for(lambda m: subject.encode() in m.data, what=subject)
+    assert "status=bounced" not in states.maillog()

@@ -6,21 +6,23 @@ and answers each recipient after DATA with what the pipe's exit status
 says: 250 forwarded or dropped, 451 for every temporary failure. Nothing
 is answered 250 before the reinjection's 250.
 
-The queue id the receipts are kept by comes from XFORWARD IDENT (the
-lmtp client sends it, for mail that came in over SMTP, when this listener
-offers XFORWARD and lmtp_send_xforward_command=yes), else from the
-Received field Postfix itself put on top of the message ("by host
-(Postfix) id QUEUEID", as on a bounce it made): a message with neither is
-deferred, never forwarded on a guess. The message is spooled (in memory up to SPOOL_MEMORY,
-then on disk), so memory stays bounded whatever its size, and it is read
-again for each recipient.
+The milter's receipts are kept by queue id. A message gets them only when
+XFORWARD IDENT (sent for mail that came in over SMTP, with
+lmtp_send_xforward_command=yes) is the id in Postfix's own Received on
+top of it; any other message is decided at delivery, as mail that passed
+no milter is (queue_key). The message is spooled (in memory up to
+SPOOL_MEMORY, then on disk), so memory stays bounded whatever its size,
+and it is read again for each recipient. Sessions are capped, and DATA
+has a time limit as a whole, not only per read.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import socketserver
 import tempfile
+import threading
 import time
 
 from .delivery import EX_OK
@@ -31,7 +33,8 @@ log = logging.getLogger("tmail.lmtp")
 
 MAX_COMMAND = 4096            # RFC 5321 says 512; Postfix's XFORWARD lines are longer
 MAX_RECIPIENTS = 1000         # lmtp_destination_recipient_limit is 50 by default
-SPOOL_MEMORY = 1024 * 1024
+SPOOL_MEMORY = 256 * 1024       # per session, then a file
+MAX_SESSIONS = 200              # Postfix's lmtp processes: default_process_limit is 100
 DATA_TIMEOUT = 600            # Postfix's lmtp_data_done_timeout
 MARGIN = 15                   # give up this long before the client would
 IDLE_TIMEOUT = 300            # Postfix's lmtp cache keeps a connection idle for far less
@@ -44,20 +47,26 @@ class _Closed(Exception):
 
 def _path(argument: str, keyword: str) -> str | None:
     """The address of `MAIL FROM:<a>` / `RCPT TO:<a>` (ESMTP parameters
-    after it ignored), or None when the command is malformed."""
+    after it ignored), or None when the command is malformed. Inside a
+    quoted local part a backslash escapes the next character and the first
+    unescaped quote closes it ("ab\\"@x is the local part ab\\)."""
     if not argument.upper().startswith(keyword + ":"):
         return None
     rest = argument[len(keyword) + 1:].strip()
     if not rest.startswith("<"):
         return None
-    end = rest.find(">")
-    # a quoted local part may hold '>': find the '>' after the quotes
-    if rest.startswith('<"'):
-        closing = rest.find('"', 2)
-        while closing != -1 and rest[closing - 1] == "\\":
-            closing = rest.find('"', closing + 1)
-        end = rest.find(">", closing) if closing != -1 else -1
-    return rest[1:end] if end != -1 else None
+    position, quoted = 1, False
+    while position < len(rest):
+        char = rest[position]
+        if quoted and char == "\\":
+            position += 2
+            continue
+        if char == '"':
+            quoted = not quoted
+        elif char == ">" and not quoted:
+            return rest[1:position]
+        position += 1
+    return None
 
 
 def _reply(outcome) -> str:
@@ -68,14 +77,20 @@ def _reply(outcome) -> str:
 class _Session(socketserver.StreamRequestHandler):
     delivery = None           # set by lmtp_server
     hostname = "localhost"
+    sessions: threading.BoundedSemaphore
     timeout = IDLE_TIMEOUT
 
     def handle(self):
+        if not self.sessions.acquire(blocking=False):
+            self._send("421 4.3.2 too many LMTP sessions; try again later")
+            return
         try:
             self._send("220 " + self.hostname + " LMTP tmail")
             self._commands()
         except (_Closed, OSError) as exc:
             log.debug("lmtp client went away: %s", exc)
+        finally:
+            self.sessions.release()
 
     def _send(self, *lines: str) -> None:
         self.wfile.write("".join(line + "\r\n" for line in lines).encode("utf-8", "replace"))
@@ -141,8 +156,8 @@ class _Session(socketserver.StreamRequestHandler):
 
     def _mail(self, argument: str) -> None:
         path = _path(argument, "FROM")
-        if path is None:
-            self._send("501 5.5.4 syntax: MAIL FROM:<address>")
+        if path is None:      # Postfix wrote it: a 5xx here would bounce mail the milter accepted
+            self._send("451 4.5.4 tmail cannot read this MAIL FROM; will retry")
         elif self.sender is not None:
             self._send("503 5.5.1 MAIL already given")
         else:
@@ -154,7 +169,7 @@ class _Session(socketserver.StreamRequestHandler):
         if self.sender is None:
             self._send("503 5.5.1 MAIL first")
         elif not path:
-            self._send("501 5.5.4 syntax: RCPT TO:<address>")
+            self._send("451 4.5.4 tmail cannot read this RCPT TO; will retry")
         elif len(self.recipients) >= MAX_RECIPIENTS:
             self._send("452 4.5.3 too many recipients")
         else:
@@ -177,11 +192,14 @@ class _Session(socketserver.StreamRequestHandler):
     def _receive(self, spool) -> None:
         """The message up to the lone dot, unstuffed, with LF line ends as
         the pipe passes it."""
-        at_start = True
+        at_start, carry, started = True, b"", time.monotonic()
         while True:
             line = self.rfile.readline(CHUNK)
             if not line:
                 raise _Closed("end of input in DATA")
+            if time.monotonic() - started > DATA_TIMEOUT:     # a client trickling bytes
+                raise _Closed("DATA took longer than its time limit")
+            line, carry = carry + line, b""
             if at_start and line in (b".\r\n", b".\n"):
                 return
             if at_start and line.startswith(b"."):
@@ -189,13 +207,12 @@ class _Session(socketserver.StreamRequestHandler):
             at_start = line.endswith(b"\n")
             if line.endswith(b"\r\n"):
                 line = line[:-2] + b"\n"
+            elif line.endswith(b"\r"):       # the LF may come with the next read
+                line, carry = line[:-1], b"\r"
             spool.write(line)
 
     def _deliver_one(self, recipient: str, spool, started: float) -> str:
-        queue_id = self.ident or _received_id(spool)
-        if queue_id is None:
-            return ("451 4.3.5 no queue id from the client (Postfix: set lmtp_send_xforward_command=yes "
-                    "for tmail's lmtp service; `tmail postfix install` does)")
+        queue_id = queue_key(self.ident, spool)
         spool.seek(0)
 
         def chunks():
@@ -212,25 +229,47 @@ class _Session(socketserver.StreamRequestHandler):
         return _reply(self.delivery.deliver(request, chunks(), still_wanted))
 
 
-_QUEUE_ID = re.compile(rb"\sid ([0-9A-Za-z]{6,30})(?:;|\s|$)")
+# Postfix's own trace field: "by mx.example (Postfix) with ESMTP id 4XyzAbc;",
+# "(Postfix, from userid 0) id ...", or a bounce's "(Postfix)\n\tid ...".
+_POSTFIX_RECEIVED = re.compile(rb"\sby \S+ \(Postfix[^)]*\)(?:\s+with\s+\S+)?\s+id\s+([0-9A-Za-z]{6,30})(?:;|\s|$)")
 
 
 def _received_id(spool) -> str | None:
-    """The queue id in the message's first field when that is Postfix's own
-    Received (Postfix puts it on top of everything it queues)."""
+    """The queue id in the message's first Received field, when Postfix
+    wrote it (Postfix puts its own on top of everything it queues)."""
     spool.seek(0)
-    lines = spool.read(4096).split(b"\n")
-    if not lines[0].lower().startswith(b"received:"):
-        return None
-    field = lines[0]
-    for line in lines[1:]:
-        if not line.startswith((b" ", b"\t")):
-            break
-        field += b" " + line
-    found = _QUEUE_ID.search(field)
-    return found.group(1).decode("ascii") if found else None
+    lines = spool.read(64 * 1024).split(b"\n")
+    for number, line in enumerate(lines):
+        if not line.strip():
+            return None                      # the end of the header: no Received
+        if line.lower().startswith(b"received:"):
+            field = line
+            for more in lines[number + 1:]:
+                if not more.startswith((b" ", b"\t")):
+                    break
+                field += b" " + more
+            found = _POSTFIX_RECEIVED.search(field)
+            return found.group(1).decode("ascii") if found else None
+    return None
 
 
-def lmtp_server(path: str, delivery, hostname: str = "localhost", mode: int = 0o660) -> _UnixServer:
-    handler = type("LmtpSession", (_Session,), {"delivery": delivery, "hostname": hostname})
+def queue_key(ident: str | None, spool) -> str:
+    """The key the delivery looks the milter's receipts up by. XFORWARD IDENT
+    alone is not enough: smtpd takes it from any client it lets send
+    XFORWARD (an after-filter listener), and a copy of another message's id
+    would claim that message's receipts. So it counts only when it is the
+    id Postfix's own Received gives; anything else (local mail, a bounce
+    Postfix made, a mismatch) gets a key no receipt has, stable across
+    retries, and is decided at delivery as mail that passed no milter."""
+    own = _received_id(spool)
+    if ident is not None and own == ident:
+        return ident
+    spool.seek(0)
+    return "local:" + (own or hashlib.sha256(spool.read(64 * 1024)).hexdigest()[:20])
+
+
+def lmtp_server(path: str, delivery, hostname: str = "localhost", mode: int = 0o660,
+                max_sessions: int = MAX_SESSIONS) -> _UnixServer:
+    handler = type("LmtpSession", (_Session,), {"delivery": delivery, "hostname": hostname,
+                                                "sessions": threading.BoundedSemaphore(max_sessions)})
     return _UnixServer(path, handler, mode)
