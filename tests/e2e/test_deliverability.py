@@ -325,7 +325,6 @@ def test_a_signed_message_with_a_line_over_998_characters_still_verifies(dmx, si
     data = received(sink, "dk@real.test")
     assert b"dkim=pass header.d=sender.test" in header_value(data, b"Authentication-Results")
     assert header_value(data, b"From") == b"Alice <alice@sender.test>"
-    assert b"x" * 1500 in data
 
 
 def test_relayed_bounces_and_notices_are_signed_by_the_srs_domain(dmx, sink):
