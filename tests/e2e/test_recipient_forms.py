@@ -115,10 +115,11 @@ def test_a_quoted_local_part_ending_in_a_backslash_is_forwarded_not_bounced(stat
     """Postfix accepts "ab\\"@x and writes it so to the transport: LMTP read
     the escaped backslash as escaping the quote, answered 501, and Postfix
     bounced mail the milter had accepted."""
+    before = len(states.maillog())           # the module's earlier tests bounce mail of their own
     with states.client() as client:
         client.ehlo("client.example")
         assert client.mail(sender)[0] == 250
         assert client.rcpt(rcpt)[0] == 250
         assert client.data(f"Subject: {subject}\r\n\r\nhello\r\n".encode())[0] == 250
     sink.wait_for(lambda m: subject.encode() in m.data, what=subject)
-    assert "status=bounced" not in states.maillog()
+    assert "status=bounced" not in states.maillog()[before:]
