@@ -102,9 +102,18 @@ class DnsServer:
 
     def __init__(self, zone: Zone):
         self.zone = zone
-        self.udp = _UdpServer(("127.0.0.1", 0), _Udp)
-        self.port = self.udp.server_address[1]
-        self.tcp = _TcpServer(("127.0.0.1", self.port), _Tcp)
+        for attempt in range(20):
+            # a free UDP port's number may be a busy TCP port (a connection
+            # of another instance): then another pair
+            self.udp = _UdpServer(("127.0.0.1", 0), _Udp)
+            self.port = self.udp.server_address[1]
+            try:
+                self.tcp = _TcpServer(("127.0.0.1", self.port), _Tcp)
+                break
+            except OSError:
+                self.udp.server_close()
+                if attempt == 19:
+                    raise
         for server in (self.udp, self.tcp):
             server.zone = zone
             threading.Thread(target=server.serve_forever, daemon=True).start()
