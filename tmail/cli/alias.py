@@ -101,12 +101,8 @@ def _emit_alias(app, record, now, owner=None, **extra):
 def _owner(store, email):
     """The user --owner names, or a clear refusal."""
     from ..db.accounts import Accounts
-    if email is None:
-        return None
-    found = Accounts(store.conn).user_by_email(str(email))
-    if found is None:
-        raise CommandError(f"no user {email} (create it with `tmail user add {email}`)")
-    return found
+    from .user import require_user
+    return None if email is None else require_user(Accounts(store.conn), email)
 
 
 @click.group()

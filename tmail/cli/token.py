@@ -11,6 +11,7 @@ from ..core.api_tokens import SCOPES, ApiToken, TokenError, check_name, check_sc
 from ..core.durations import utcnow
 from .app import CommandError, UsageError, json_option, pass_app
 from .params import ADDRESS, WHEN
+from .user import require_user
 
 
 def token_json(token: ApiToken, email: str) -> dict:
@@ -24,13 +25,6 @@ def _text(token: ApiToken, email: str) -> str:
     used = f"{token.last_used_at:%Y-%m-%d %H:%M}" if token.last_used_at else "never"
     return (f"{token.id:>5}  {email}  {token.name!r}  {token.shown}…  {','.join(token.scopes)}  "
             f"expires {expires}  last used {used}")
-
-
-def _user(accounts, email):
-    found = accounts.user_by_email(str(email))
-    if found is None:
-        raise CommandError(f"no user {email} (create it with `tmail user add {email}`)")
-    return found
 
 
 @click.group()
@@ -60,7 +54,7 @@ def add(app, email, name, expires, scopes):
     if expires is not None and expires <= now:
         raise UsageError(f"--expires: {expires:%Y-%m-%d %H:%M} is in the past")
     with app.store() as store:
-        user = _user(Accounts(store.conn), email)
+        user = require_user(Accounts(store.conn), email)
         try:
             secret, made = ApiTokens(store.conn).add(user.id, name, wanted, now, expires)
         except StoreError as exc:
@@ -79,7 +73,7 @@ def list_(app, email):
     from ..db.api_tokens import ApiTokens
     with app.store() as store:
         accounts = Accounts(store.conn)
-        users = [_user(accounts, email)] if email else accounts.list_users()
+        users = [require_user(accounts, email)] if email else accounts.list_users()
         found = [(t, u.email) for u in users for t in ApiTokens(store.conn).of_user(u.id)]
     app.emit({"ok": True, "tokens": [token_json(t, e) for t, e in found]},
              "\n".join(_text(t, e) for t, e in found) or "no tokens")
@@ -98,7 +92,7 @@ def revoke(app, email, name, token_id):
     if (name is None) == (token_id is None):
         raise UsageError("give --name or --id (one of them)")
     with app.store() as store:
-        user = _user(Accounts(store.conn), email)
+        user = require_user(Accounts(store.conn), email)
         tokens = ApiTokens(store.conn)
         found = tokens.by_name(user.id, name) if name is not None else tokens.get(user.id, token_id)
         revoked = found is not None and tokens.revoke(user.id, found.id)

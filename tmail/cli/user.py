@@ -61,10 +61,11 @@ def _link(app, path: str, token: str) -> str:
     return f"{app.config.base_url}{path}?token={token}"
 
 
-def _require(accounts, email: str) -> User:
+def require_user(accounts, email) -> User:
+    """The user `email` names (an Accounts lookup), or a clear refusal."""
     user = accounts.user_by_email(str(email))
     if user is None:
-        raise CommandError(f"no user {email}")
+        raise CommandError(f"no user {email} (create it with `tmail user add {email}`)")
     return user
 
 
@@ -158,7 +159,7 @@ def show(app, email):
     from ..db.accounts import Accounts
     with app.store() as store:
         accounts = Accounts(store.conn)
-        found = _require(accounts, email)
+        found = require_user(accounts, email)
         data = user_json(found, accounts.destinations(found.id))
     lines = [f"{data['email']}: {'enabled' if data['enabled'] else 'disabled'}"
              f"{', admin' if data['admin'] else ''}, password {'set' if data['password_set'] else 'not set'}",
@@ -187,7 +188,7 @@ def set_(app, email, admin, domains, no_domains, max_aliases, aliases_per_hour, 
     now = utcnow()
     with app.store() as store:
         accounts = Accounts(store.conn)
-        found = _require(accounts, email)
+        found = require_user(accounts, email)
         before = user_json(found, accounts.destinations(found.id))
         values = {}
         if admin is not None:
@@ -211,7 +212,7 @@ def _enable(app, email, enabled: bool):
     from ..db.accounts import Accounts
     with app.store() as store:
         accounts = Accounts(store.conn)
-        found = _require(accounts, email)
+        found = require_user(accounts, email)
         changed = found.enabled != enabled
         accounts.set_user(found.id, enabled=enabled)
         if not enabled:
@@ -252,7 +253,7 @@ def remove(app, email, force):
     now = utcnow()
     with app.store() as store:
         accounts = Accounts(store.conn)
-        found = _require(accounts, email)
+        found = require_user(accounts, email)
         owned = [r for r in store.list_aliases(AliasFilter(owner_id=found.id), now)]
         if owned and not force:
             raise CommandError(f"{found.email} owns {len(owned)} address(es); remove them first or use --force")
@@ -278,7 +279,7 @@ def reset_password(app, email, password_stdin):
     now = utcnow()
     with app.store() as store:
         accounts = Accounts(store.conn)
-        found = _require(accounts, email)
+        found = require_user(accounts, email)
         accounts.end_sessions(found.id)
         ApiTokens(store.conn).revoke_all(found.id)     # a reset after a break-in: the intruder's tokens too
         link = None
