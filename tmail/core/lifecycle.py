@@ -2,11 +2,10 @@
 expiry, purging long-expired aliases, quarantine of removed addresses."""
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import format_datetime
 
+from .mails import message
 from .verdict import AliasRecord, OnExpiry
 
 
@@ -59,7 +58,6 @@ def expiry_notice(record: AliasRecord, *, sender: str, now: datetime, host: str)
     assert record.expires_at is not None    # warning_due() chose it for its date
     expires = f"{record.expires_at:%Y-%m-%d %H:%M} UTC"
     days = max(0, (record.expires_at - now).days)
-    to = ", ".join(f"<{d}>" for d in record.destinations)
     body = (
         f"Your temporary address {record.address} expires on {expires}"
         f" (in {days} day{'s' if days != 1 else ''}).\n\n"
@@ -69,17 +67,6 @@ def expiry_notice(record: AliasRecord, *, sender: str, now: datetime, host: str)
         f"    tmail alias extend {record.address} --by 30d\n\n"
         "This is an automatic message; you receive it once for this expiry date.\n"
     )
-    lines = [
-        f"From: tmail <{sender}>",
-        f"To: {to}",
-        f"Subject: Your address {record.address} expires on {record.expires_at:%Y-%m-%d}",
-        f"Date: {format_datetime(now)}",
-        f"Message-ID: <{secrets.token_hex(16)}@{host}>",
-        "Auto-Submitted: auto-generated",
-        "MIME-Version: 1.0",
-        f"Content-Type: text/plain; charset={'us-ascii' if body.isascii() else 'utf-8'}",
-        "Content-Transfer-Encoding: 8bit",
-        "",
-        body,
-    ]
-    return "\n".join(lines).encode("utf-8")
+    return message(sender=sender, to=record.destinations,
+                   subject=f"Your address {record.address} expires on {record.expires_at:%Y-%m-%d}",
+                   body=body, now=now, host=host)
