@@ -11,6 +11,17 @@ from .. import defaults
 from .app import pass_app
 
 
+def start_logging(log_file: str | None) -> None:
+    """Logging for a long-running command (the daemon, the web app), or one
+    line on stderr and exit 1 when the log file cannot be opened."""
+    from ..mailpath.daemon import setup_logging
+    try:
+        setup_logging("info", log_file)
+    except OSError as exc:
+        click.echo(f"tmail: error: cannot open the log file {log_file}: {exc.strerror}", err=True)
+        sys.exit(defaults.EXIT_ERROR)
+
+
 @click.command("daemon")
 @click.option("--log-file", type=click.Path(dir_okay=False), help="Log here instead of stderr.")
 @pass_app
@@ -18,15 +29,11 @@ def daemon(app, log_file):
     """Run tmail's long-lived daemon (what systemd starts)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from ..mailpath.daemon import run, setup_logging
+    from ..mailpath.daemon import run
     # Logging first: whatever stops the start-up (a bad configuration, an
     # unreadable secret, the database) must land where the log goes, not on
     # a stderr that a service manager or nohup may have thrown away.
-    try:
-        setup_logging("info", log_file)
-    except OSError as exc:
-        click.echo(f"tmail: error: cannot open the log file {log_file}: {exc.strerror}", err=True)
-        sys.exit(defaults.EXIT_ERROR)
+    start_logging(log_file)
     try:
         run(app.config, log_file)
     except config_mod.ConfigError as exc:

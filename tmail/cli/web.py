@@ -164,7 +164,7 @@ def _server(cfg, listen: str, workers: int, log_file: str | None):
 @pass_app
 def web(app, listen, workers, log_file):
     """Serve the web app for the people who own addresses (gunicorn)."""
-    from ..mailpath.daemon import setup_logging
+    from .daemon import start_logging
     if listen is not None:
         try:
             parse_listen(listen)
@@ -183,11 +183,7 @@ def web(app, listen, workers, log_file):
         except (KeyError, OSError) as exc:
             raise UsageError(f"cannot switch to the user {user!r} to serve the web app: {exc}") from None
     # Logging next: whatever stops the start-up lands where the log goes.
-    try:
-        setup_logging("info", log_file)
-    except OSError as exc:
-        click.echo(f"tmail: error: cannot open the log file {log_file}: {exc.strerror}", err=True)
-        sys.exit(defaults.EXIT_ERROR)
+    start_logging(log_file)
     try:
         _preflight(cfg)
     except StartError as exc:
