@@ -60,7 +60,7 @@ def test_install_replaces_the_hash_table_of_relay_domains_and_uninstall_takes_ei
 
 
 def test_the_relay_domains_table_matches_exact_names_only():
-    table = wiring.map_files(["d.test", "xn--bcher-kva.test"], "srs.d.test")[wiring.DOMAINS_TABLE]
+    table = wiring.map_files(["d.test", "xn--bcher-kva.test"], frozenset({"srs.d.test"}))[wiring.DOMAINS_TABLE]
     assert table == "/^d\\.test$/ OK\n/^srs\\.d\\.test$/ OK\n/^xn--bcher-kva\\.test$/ OK\n"
 
 
@@ -150,8 +150,8 @@ def test_split_list_keeps_braced_groups():
 
 
 def test_map_files():
-    files = wiring.map_files(["b.test", "a.test"], "srs.test")
-    assert files["transport"] == "a.test tmail:\nb.test tmail:\nsrs.test tmail:\n"
+    files = wiring.map_files(["b.test", "a.test"], frozenset({"srs.test", "reply.test"}))
+    assert files["transport"] == "a.test tmail:\nb.test tmail:\nreply.test tmail:\nsrs.test tmail:\n"
     assert files["guard"].splitlines()[0] == "a.test tmail_guard"
 
 
@@ -221,5 +221,5 @@ def test_lmtp_transport_is_read_from_master_cf_and_switches_both_ways(cfg):
 def test_the_transport_table_names_the_lmtp_socket(cfg):
     hop = wiring.nexthop(cfg, "lmtp")
     assert hop == "unix:/var/spool/postfix/tmail/lmtp.sock" and wiring.nexthop(cfg, "pipe") == ""
-    assert wiring.map_files(["d.test"], "srs.d.test", hop)["transport"] == (
+    assert wiring.map_files(["d.test"], frozenset({"srs.d.test"}), hop)["transport"] == (
         f"d.test tmail:{hop}\nsrs.d.test tmail:{hop}\n")

@@ -27,7 +27,7 @@ _CHOICES = {
     ("web", "signup"): ("closed", "invite", "open"),
 }
 _DURATIONS = {("lifecycle", "purge_grace"), ("lifecycle", "quarantine"), ("lifecycle", "activity_kept"),
-              ("web", "session_lifetime")}
+              ("web", "session_lifetime"), ("replies", "notice_every")}
 _RANGES = {
     ("database", "busy_timeout_ms"): (0, 600_000),
     ("database", "timeout_s"): (1, 60),
@@ -81,6 +81,11 @@ class Config:
         return frozenset(self.data["web"]["signup_domains"].replace(",", " ").split())
 
     @property
+    def service_domains(self) -> frozenset[str]:
+        """tmail's own domains that hold no aliases: the SRS and reply domains."""
+        return frozenset(d for d in (self.data["srs"]["domain"], self.data["replies"]["domain"]) if d)
+
+    @property
     def notice_from(self) -> str:
         return self.data["lifecycle"]["notice_from"] or f"postmaster@{self.data['srs']['domain']}"
 
@@ -123,7 +128,7 @@ def _check_value(path: str, section: str, key: str, value, default):
         if choices and value not in choices:
             raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
     try:
-        if (section, key) == ("srs", "domain") and value:
+        if (section, key) in (("srs", "domain"), ("replies", "domain")) and value:
             value = normalise_domain(value)
         if (section, key) == ("aliases", "admin_address") or \
                 ((section, key) == ("lifecycle", "notice_from") and value):
@@ -167,6 +172,10 @@ def _check_sections(data: dict, path: str) -> None:
     for key in ("tls_cert", "tls_key"):
         if web[key] and not web[key].startswith("/"):
             raise ConfigError(f"{path}: [web] {key}: expected an absolute path, got {web[key]!r}")
+    reply_domain = data["replies"]["domain"]
+    if reply_domain and reply_domain == data["srs"]["domain"]:
+        raise ConfigError(f"{path}: [replies] domain must differ from [srs] domain "
+                          "(an SRS address accepts only bounces)")
 
 
 def validate(raw: dict, path: str) -> Config:
@@ -246,4 +255,6 @@ def policy(cfg: Config):
         role_local_parts=defaults.ROLE_LOCAL_PARTS,
         admin_address=cfg["aliases"]["admin_address"],
         srs=codec,
+        reply_domain=cfg["replies"]["domain"],
+        replies_when_inactive=cfg["replies"]["when_inactive"],
     )

@@ -37,6 +37,18 @@ DEFAULTS = {
         "max_age_days": 21,
         "separator": "=",
     },
+    "replies": {
+        # Where reverse aliases live ("" = no replies): a domain of its own
+        # whose MX is this host, routed to tmail like the SRS domain.
+        "domain": "",
+        # A disabled or expired alias's reverse aliases still carry replies
+        # (the conversation it had goes on); false refuses them too.
+        "when_inactive": True,
+        # Keep User-Agent/X-Mailer in replies (they name the mail program).
+        "keep_user_agent": False,
+        # One notice of a refused reply per alias in this time.
+        "notice_every": "1h",
+    },
     "daemon": {
         # Relative milter/policy paths are what Postfix's chrooted smtpd sees
         # (relative to its queue directory); the daemon resolves them against

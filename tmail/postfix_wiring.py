@@ -301,10 +301,12 @@ def uninstall_changes(cfg, main: dict[str, str], master: dict[str, str],
     return changes
 
 
-def map_files(domains: list[str], srs_domain: str, nexthop: str = "") -> dict[str, str]:
+def map_files(domains: list[str], service_domains: frozenset[str] = frozenset(),
+              nexthop: str = "") -> dict[str, str]:
     """The lookup tables: relay domains, the transport (`nexthop`: see
-    nexthop()), the guard's classes."""
-    names = sorted(set(domains) | ({srs_domain} if srs_domain else set()))
+    nexthop()), the guard's classes. `service_domains`: the SRS and reply
+    domains, routed to tmail like the alias domains."""
+    names = sorted(set(domains) | set(service_domains))
     return {
         # the exact names only (see maps); domains are LDH A-labels: only dots need escaping
         DOMAINS_TABLE: "".join(f"/^{d.replace('.', chr(92) + '.')}$/ OK\n" for d in names),

@@ -22,6 +22,7 @@ VENV_BIN = os.path.dirname(sys.executable)
 TMAIL = os.path.join(VENV_BIN, "tmail")
 DELIVER = os.path.join(VENV_BIN, "tmail-deliver")
 SRS_DOMAIN = "srs.fwd.test"
+REPLY_DOMAIN = "reply.fwd.test"
 
 
 def smtp_reply(reply) -> tuple[int, bytes]:
@@ -130,6 +131,7 @@ class Instance:
                 f'deliver_socket = "{self.run_dir}/deliver.sock"\n'
                 f'reinject_port = {self.reinject_port}\nlog_level = "debug"\n'
                 f'\n[dns]\nservers = "{self.dns.address}"\ntimeout_s = 2\n'
+                f'\n[replies]\ndomain = "{REPLY_DOMAIN}"\n'
                 f'\n[dkim]\nkey_directory = "{self.key_directory}"\nauthserv_id = "mx.fwd.test"\n'
                 f'\n[postfix]\nconfig_directory = "{self.conf}"\nmap_directory = "{self.maps}"\n'
                 f'deliver_command = "{DELIVER}"\n'

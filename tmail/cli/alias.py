@@ -18,7 +18,7 @@ def alias_rules(app, store, allow_tmail_destination=False) -> rules_mod.Rules:
     cfg = app.config
     return rules_mod.Rules(
         tmail_domains=frozenset(store.domain_names()),
-        srs_domain=cfg["srs"]["domain"],
+        service_domains=cfg.service_domains,
         recipient_delimiter=cfg["aliases"]["recipient_delimiter"],
         role_local_parts=defaults.ROLE_LOCAL_PARTS,
         allow_tmail_destinations=allow_tmail_destination or cfg["aliases"]["allow_tmail_destinations"],
@@ -48,6 +48,12 @@ def settings_options(func):
         click.option("--note", type=TEXT, help="A note for the admin."),
         click.option("--from-rewrite", type=click.Choice(["never", "when-needed", "always", "domain"]),
                      help="DMARC-safe From rewriting for this alias ('domain': the domain's setting)."),
+        click.option("--replies", type=click.Choice(["on", "off", "domain"]),
+                     help="Replies through reverse aliases ('domain': the domain's setting)."),
+        click.option("--display-name", type=TEXT,
+                     help="The name replies go out with ('' for none; never the person's own unless set)."),
+        click.option("--reply-scrub", type=click.Choice(["on", "off"]),
+                     help="Replace exact occurrences of the destinations in replies' text parts."),
         click.option("--allow-tmail-destination", is_flag=True,
                      help="Allow a destination at one of tmail's own domains."),
     ]
@@ -57,6 +63,8 @@ def settings_options(func):
 
 
 def _settings(**kw) -> rules_mod.Settings:
+    if kw.get("reply_scrub") is not None:
+        kw["reply_scrub"] = kw["reply_scrub"] == "on"
     try:
         return rules_mod.Settings(**kw)
     except ValueError as exc:
@@ -82,6 +90,9 @@ def text_of(record: AliasRecord, now) -> str:
         lines.append(f"  blocked:   {', '.join(record.blocked)}")
     if record.note:
         lines.append(f"  note:      {record.note}")
+    if record.replies_on:
+        lines.append(f"  replies:   on{' as ' + repr(record.display_name) if record.display_name else ''}"
+                     f"{', real address scrubbed from their text' if record.reply_scrub else ''}")
     return "\n".join(lines)
 
 
@@ -279,6 +290,19 @@ def unblock_sender(app, address, sender):
             f"unblocked {sender}")
 
 
+@alias.command("set")
+@click.argument("address", type=ADDRESS)
+@settings_options
+@json_option
+@pass_app
+def set_(app, address, allow_tmail_destination, **options):
+    """Change an alias's settings; options not given stay as they are."""
+    settings = _settings(**options)
+    if settings.replies == "on" and not app.config["replies"]["domain"]:
+        raise UsageError("replies need a reply domain: set [replies] domain in the configuration first")
+    _change(app, address, lambda r, now: rules_mod.apply(r, settings, r.created_at or now), "changed")
+
+
 @alias.command("remove")
 @click.argument("address", type=ADDRESS)
 @json_option
@@ -293,4 +317,4 @@ def remove(app, address):
 
 COMMANDS = [alias]
 
-from . import alias_bulk  # noqa: E402,F401  (registers ensure and import on the group)
+from . import alias_bulk, contact  # noqa: E402,F401  (register ensure, import and contact on the group)

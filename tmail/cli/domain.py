@@ -8,7 +8,7 @@ import click
 from ..core.durations import format_duration, utcnow
 from ..core.fromrewrite import DEFAULT_MODE as FROM_REWRITE_DEFAULT
 from ..core.verdict import OnExpiry
-from .app import CommandError, json_option, pass_app
+from .app import CommandError, UsageError, json_option, pass_app
 from .params import DOMAIN, DURATION_OR_NONE
 from .postfix import sync_maps
 
@@ -24,8 +24,8 @@ def domain():
 @pass_app
 def add(app, name):
     """Add a domain (nothing changes if it is there already)."""
-    if name == app.config["srs"]["domain"]:
-        raise CommandError(f"{name} is the SRS domain; it cannot also hold aliases")
+    if name in app.config.service_domains:
+        raise CommandError(f"{name} is tmail's SRS or reply domain; it cannot also hold aliases")
     with app.store() as store:
         changed = store.add_domain(name, utcnow())
         names = store.domain_names()
@@ -81,7 +81,8 @@ def _settings_json(settings) -> dict:
     return {"default_ttl_seconds": seconds(settings.ttl), "default_idle_seconds": seconds(settings.idle),
             "default_on_expiry": settings.on_expiry.value if settings.on_expiry else None,
             "random_style": settings.random_style, "warn_before_seconds": seconds(settings.warn_before),
-            "from_rewrite": settings.from_rewrite or FROM_REWRITE_DEFAULT, "shared": settings.shared}
+            "from_rewrite": settings.from_rewrite or FROM_REWRITE_DEFAULT, "shared": settings.shared,
+            "replies": settings.replies}
 
 
 def _settings_text(name, settings) -> str:
@@ -91,7 +92,8 @@ def _settings_text(name, settings) -> str:
             f"on expiry {settings.on_expiry.value if settings.on_expiry else '-'}, "
             f"random style {settings.random_style or '-'}, warn before {show(settings.warn_before)}, "
             f"from rewrite {settings.from_rewrite or FROM_REWRITE_DEFAULT}"
-            f"{', shared with every user' if settings.shared else ''}")
+            f"{', shared with every user' if settings.shared else ''}"
+            f"{', replies on' if settings.replies else ''}")
 
 
 @domain.command("show")
@@ -120,13 +122,18 @@ def show(app, name):
               help="DMARC-safe From rewriting for the domain's aliases (default when-needed).")
 @click.option("--shared/--not-shared", default=None,
               help="Every user may create addresses here (else only users given the domain).")
+@click.option("--replies", type=click.Choice(["on", "off"]),
+              help="Replies through reverse aliases for the domain's aliases that do not say (default off).")
 @json_option
 @pass_app
-def set_(app, name, default_ttl, default_idle, on_expiry, random_style, warn_before, from_rewrite, shared):
+def set_(app, name, default_ttl, default_idle, on_expiry, random_style, warn_before, from_rewrite, shared,
+         replies):
     """Set a domain's defaults; options not given stay as they are."""
     given = {"ttl": default_ttl, "idle": default_idle, "on_expiry": on_expiry,
              "random_style": random_style, "warn_before": warn_before, "from_rewrite": from_rewrite,
-             "shared": shared}
+             "shared": shared, "replies": None if replies is None else replies == "on"}
+    if replies == "on" and not app.config["replies"]["domain"]:
+        raise UsageError("replies need a reply domain: set [replies] domain in the configuration first")
     changes = {k: (None if v == "none" else v) for k, v in given.items() if v is not None}
     if changes.get("on_expiry"):
         changes["on_expiry"] = OnExpiry(changes["on_expiry"])

@@ -18,6 +18,7 @@ EVENTS_KEPT = timedelta(days=8)       # stats look back 7 days
 RECEIPTS_KEPT = timedelta(days=30)  # longer than Postfix keeps a message queued
 FAILURES_KEPT = timedelta(days=1)   # sign-in throttling looks back minutes, not days
 CREATIONS_KEPT = timedelta(days=1)  # the per-hour limit looks back an hour
+MESSAGE_IDS_KEPT = timedelta(days=365)   # a reply's Message-ID mapping: a year of threading
 
 
 @click.command("purge")
@@ -48,6 +49,8 @@ def purge(app, dry_run):
             accounts.forget_sessions(now)        # expired sessions
             accounts.forget_failures(now - FAILURES_KEPT)
             accounts.forget_creations(now - CREATIONS_KEPT)
+            from ..db.contacts import Contacts
+            Contacts(store.conn).forget_ids(now - MESSAGE_IDS_KEPT)   # threading of old replies
         if dry_run:
             store.conn.rollback()
     addresses = [r.address for r in due]

@@ -113,7 +113,7 @@ def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
     os.makedirs(directory, mode=0o755, exist_ok=True)
     changed = []
     hop = wiring.nexthop(cfg, transport or installed_transport(postconf))
-    for name, content in wiring.map_files(domains, cfg["srs"]["domain"], hop).items():
+    for name, content in wiring.map_files(domains, cfg.service_domains, hop).items():
         path = os.path.join(directory, name)
         compiled = wiring.indexed(name)
         try:

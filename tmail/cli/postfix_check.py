@@ -120,7 +120,7 @@ def check(app):
         domains = store.domain_names()
     directory = cfg["postfix"]["map_directory"]
     stale = []
-    for name, content in wiring.map_files(domains, cfg["srs"]["domain"], wiring.nexthop(cfg, transport)).items():
+    for name, content in wiring.map_files(domains, cfg.service_domains, wiring.nexthop(cfg, transport)).items():
         path = os.path.join(directory, name)
         try:
             with open(path) as handle:

@@ -9,7 +9,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .address import AddressError, check_local_part, local_key, parse_address, unquote_local
+from .address import AddressError, check_local_part, check_text, local_key, parse_address, unquote_local
 from .srs import is_srs
 from .verdict import AliasRecord, OnExpiry, expiry_reason
 from .words import WORDS
@@ -32,7 +32,7 @@ class Rules:
     """What the configuration and the database say about valid aliases."""
 
     tmail_domains: frozenset[str]
-    srs_domain: str
+    service_domains: frozenset[str]   # the SRS and reply domains: never destinations
     recipient_delimiter: str
     role_local_parts: frozenset[str]
     allow_tmail_destinations: bool = False
@@ -66,8 +66,8 @@ def check_destinations(addresses: list[str], rules: Rules) -> tuple[str, ...]:
             # Postfix can rewrite them onto one of tmail's own addresses
             raise AddressError(f"destination {dest}: '%' and '!' route mail elsewhere; "
                                "give the mailbox's own address")
-        if dest.domain == rules.srs_domain:
-            raise AddressError(f"destination {dest} is at the SRS domain")
+        if dest.domain in rules.service_domains:
+            raise AddressError(f"destination {dest} is at tmail's SRS or reply domain")
         if dest.domain in rules.tmail_domains and not rules.allow_tmail_destinations:
             raise AddressError(f"destination {dest} is at a tmail domain: that would be an "
                                "alias-to-alias chain (a loop); use --allow-tmail-destination")
@@ -88,6 +88,9 @@ class Settings:
     enabled: bool | None = None
     blocked: tuple[str, ...] | None = None
     from_rewrite: str | None = None     # a mode, or "domain" for the domain's
+    replies: str | None = None          # on | off | domain
+    display_name: str | None = None     # "" clears it
+    reply_scrub: bool | None = None
 
     def __post_init__(self):
         if self.ttl is not None and self.expires is not None:
@@ -96,6 +99,10 @@ class Settings:
             raise ValueError(f"--max-messages must be from 1 to {MAX_COUNT}")
         if self.idle is not None and self.idle.total_seconds() > MAX_COUNT:
             raise ValueError("--idle: at most 68 years")
+        if self.replies not in (None, "on", "off", "domain"):
+            raise ValueError("--replies must be on, off or domain")
+        if self.display_name is not None:
+            check_display_name(self.display_name)
 
 
 def with_defaults(settings: Settings, defaults) -> Settings:
@@ -131,7 +138,24 @@ def apply(record: AliasRecord, settings: Settings, base_time: datetime) -> Alias
         changes["blocked"] = tuple(sorted(set(settings.blocked)))
     if settings.from_rewrite is not None:
         changes["from_rewrite"] = None if settings.from_rewrite == "domain" else settings.from_rewrite
+    if settings.replies is not None:
+        changes["replies"] = {"on": True, "off": False, "domain": None}[settings.replies]
+    if settings.display_name is not None:
+        changes["display_name"] = settings.display_name.strip()
+    if settings.reply_scrub is not None:
+        changes["reply_scrub"] = settings.reply_scrub
     return dataclasses.replace(record, **changes)
+
+
+MAX_DISPLAY_NAME = 64
+
+
+def check_display_name(name: str) -> str:
+    """The name replies go out with: shown to contacts, so plain text only."""
+    check_text(name, "display name")
+    if len(name.strip()) > MAX_DISPLAY_NAME:
+        raise ValueError(f"display name: at most {MAX_DISPLAY_NAME} characters")
+    return name.strip()
 
 
 def extended_expiry(current: datetime | None, now: datetime, by: timedelta) -> datetime:
@@ -179,6 +203,10 @@ def describe(record: AliasRecord, now: datetime, owner: str | None = None) -> di
         "last_forwarded_at": record.last_forwarded_at,
         "blocked_senders": list(record.blocked),
         "from_rewrite": record.from_rewrite,
+        "replies": record.replies_on,
+        "replies_setting": {True: "on", False: "off", None: "domain"}[record.replies],
+        "display_name": record.display_name,
+        "reply_scrub": record.reply_scrub,
         "owner": owner,
         "unverified_destinations": list(record.unverified),
     }
@@ -186,5 +214,5 @@ def describe(record: AliasRecord, now: datetime, owner: str | None = None) -> di
 
 def same_settings(a: AliasRecord, b: AliasRecord) -> bool:
     fields = ("local", "destinations", "enabled", "expires_at", "max_messages", "idle_limit",
-              "on_expiry", "note", "blocked", "from_rewrite")
+              "on_expiry", "note", "blocked", "from_rewrite", "replies", "display_name", "reply_scrub")
     return all(getattr(a, f) == getattr(b, f) for f in fields)

@@ -127,19 +127,23 @@ def evaluate(from_domain: str, dkim: list[DkimResult], spf: str, spf_domain: str
     return Result("pass" if passed else "fail", from_domain, policy, record.adkim)
 
 
-def survives(result: DkimResult, header_counts: dict[str, int]) -> bool:
+def survives(result: DkimResult, header_counts: dict[str, int],
+             changed: frozenset[str] = frozenset()) -> bool:
     """A passing signature stays valid when headers are prepended, unless it
     signed more instances of a field than exist (oversigning, to lock the
-    field) and that field is one the way to the mailbox adds."""
+    field) and that field is one the way to the mailbox adds, or it signed
+    a field tmail changed or added (`changed`)."""
     if result.result != "pass":
         return False
     signed: dict[str, int] = {}
     for name in result.signed_headers:
         signed[name] = signed.get(name, 0) + 1
+    if changed & signed.keys():
+        return False
     return not any(count > header_counts.get(name, 0)
                    for name, count in signed.items() if name in ADDED_ON_THE_WAY)
 
 
 def aligned_survivor(from_domain: str, dkim: list[DkimResult], header_counts: dict[str, int],
-                     adkim: str = "r") -> bool:
-    return any(aligned(r.domain, from_domain, adkim) and survives(r, header_counts) for r in dkim)
+                     adkim: str = "r", changed: frozenset[str] = frozenset()) -> bool:
+    return any(aligned(r.domain, from_domain, adkim) and survives(r, header_counts, changed) for r in dkim)

@@ -20,6 +20,7 @@ class DomainSettings:
     warn_before: timedelta | None = None
     from_rewrite: str | None = None      # DMARC-safe From rewriting (None: when-needed)
     shared: bool = False                 # every user may create addresses here
+    replies: bool = False                # replies through reverse aliases, for aliases that do not say
 
 
 def expired_since(record: AliasRecord) -> datetime | None:

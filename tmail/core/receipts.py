@@ -22,7 +22,7 @@ MAX_KEY = 320      # longer recipient keys (SRS addresses of long senders) are h
 @dataclass(frozen=True)
 class Receipt:
     recipient: str                 # stored_key(envelope_key(recipient))
-    verdict: str                   # forward | role | srs-bounce | drop
+    verdict: str                   # forward | role | srs-bounce | reply | reply-bounce | drop
     counted: bool = False          # counted against the alias's limit at RCPT
     smtputf8: bool = False         # the client asked for SMTPUTF8
     spf: str | None = None         # the client's SPF result (None: not checked)
@@ -43,7 +43,7 @@ def verdict_name(verdict: Verdict) -> str | None:
     """What a receipt records for an accepted verdict (None: not tmail's)."""
     if verdict.drop:
         return DROP
-    if verdict.kind in (Kind.FORWARD, Kind.ROLE, Kind.SRS_BOUNCE):
+    if verdict.kind in (Kind.FORWARD, Kind.ROLE, Kind.SRS_BOUNCE, Kind.REPLY, Kind.REPLY_BOUNCE):
         return verdict.kind.value
     return None
 

@@ -35,6 +35,16 @@ DMARC_REJECT = Reply("550", "5.7.1",
                      "Message rejected: it fails DMARC, and its sender's domain asks for that (p=reject)")
 LOOP = Reply("554", "5.4.6", "Message refused: mail forwarding loop")
 SENDER_UNFORWARDABLE = Reply("553", "5.1.7", "Recipient address rejected: the sender address is too long to forward")
+REPLIES_OFF = Reply("550", "5.7.1", "Recipient address rejected: replies through this address are turned off")
+
+
+def reply_refused(reason: str, temporary: bool = False) -> Reply:
+    """A reply tmail will not send on, with why (the person's own server
+    shows it to them; nothing in it names the alias's destinations)."""
+    if temporary:
+        return Reply("451", "4.7.1", f"Reply not sent now: {reason}; try again later")
+    return Reply("550", "5.7.1", f"Reply refused: {reason}")
+
 
 _BY_KIND = {
     Kind.UNKNOWN: UNKNOWN_ALIAS,
@@ -45,6 +55,7 @@ _BY_KIND = {
     Kind.SRS_NOT_BOUNCE: SRS_NOT_BOUNCE,
     Kind.BUSY: BUSY,
     Kind.UNVERIFIED: UNVERIFIED,
+    Kind.REPLIES_OFF: REPLIES_OFF,
 }
 
 

@@ -14,13 +14,15 @@ from datetime import datetime
 from typing import Protocol
 
 from .address import Address, AddressError, envelope_address, parse_envelope, parse_sender
+from .contacts import Contact
 from .srs import SrsCodec, SrsError, is_srs
-from .verdict import AliasRecord, Kind, Verdict, decide
+from .verdict import AliasRecord, Kind, Verdict, decide, decide_reply
 
 
 class AliasLookup(Protocol):
     def is_tmail_domain(self, name: str) -> bool: ...
     def get_alias(self, key: str, domain: str) -> AliasRecord | None: ...
+    def get_contact(self, reply_local: str) -> tuple[Contact, AliasRecord] | None: ...
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class Policy:
     role_local_parts: frozenset[str]
     admin_address: str
     srs: SrsCodec | None = None
+    reply_domain: str = ""              # where reverse aliases live ("": replies off)
+    replies_when_inactive: bool = True  # a disabled or expired alias's replies still go out
 
 
 def delivered_address(raw: str, resolved: str) -> str:
@@ -69,6 +73,12 @@ def resolve(lookup: AliasLookup, policy: Policy, recipient: str, sender: str,
     from_ = parse_sender(sender)
     if policy.srs is not None and rcpt.domain == policy.srs.domain:
         return _srs_verdict(policy, rcpt, from_, now)
+    if policy.reply_domain and rcpt.domain == policy.reply_domain:
+        if rcpt.key in policy.role_local_parts:
+            return Verdict(Kind.ROLE, f"{rcpt.key}@ reaches the admin", (policy.admin_address,))
+        found = lookup.get_contact(rcpt.key)
+        contact, record = found if found else (None, None)
+        return decide_reply(from_, contact, record, now, when_inactive=policy.replies_when_inactive)
     # The whole local part first, as Postfix does: with "-" as the delimiter,
     # team-sales@ is the alias team-sales when there is one, not team's.
     record = lookup.get_alias(rcpt.key, rcpt.domain)

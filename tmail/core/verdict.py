@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .address import Address
+from .contacts import Contact
 
 
 class OnExpiry(str, enum.Enum):
@@ -43,6 +44,14 @@ class AliasRecord:
     owner_id: int | None = None              # the user who owns it (None: the admin's)
     # Destinations its owner has not verified yet: nothing is forwarded there.
     unverified: tuple[str, ...] = ()
+    replies: bool | None = None          # replies through reverse aliases (None: the domain's)
+    domain_replies: bool = False         # the domain's setting
+    display_name: str = ""               # the name replies go out with ("": none)
+    reply_scrub: bool = False            # take the real address out of replies' text
+
+    @property
+    def replies_on(self) -> bool:
+        return self.domain_replies if self.replies is None else self.replies
 
     @property
     def address(self) -> str:
@@ -67,6 +76,9 @@ class Kind(str, enum.Enum):
     SRS_NOT_BOUNCE = "srs-not-bounce"
     UNVERIFIED = "unverified"      # its destinations are not verified yet: try later
     BUSY = "busy"                  # at its limit only through messages still in progress
+    REPLY = "reply"                # to a reverse alias: who sent it is checked at end of data
+    REPLY_BOUNCE = "reply-bounce"  # a bounce of a reply: relayed to the alias's destinations
+    REPLIES_OFF = "replies-off"    # a reverse alias of an alias whose replies are off
 
 
 @dataclass(frozen=True)
@@ -76,10 +88,12 @@ class Verdict:
     destinations: tuple[str, ...] = ()
     drop: bool = False             # accept, then discard for this recipient
     alias: AliasRecord | None = field(default=None, compare=False)
+    contact: Contact | None = field(default=None, compare=False)
 
     @property
     def accepts(self) -> bool:
-        return self.kind in (Kind.NOT_OURS, Kind.FORWARD, Kind.ROLE, Kind.SRS_BOUNCE) or self.drop
+        return self.kind in (Kind.NOT_OURS, Kind.FORWARD, Kind.ROLE, Kind.SRS_BOUNCE, Kind.REPLY,
+                             Kind.REPLY_BOUNCE) or self.drop
 
 
 def expiry_reason(record: AliasRecord, now: datetime) -> str | None:
@@ -130,3 +144,30 @@ def decide(
     if not record.forwardable:
         return Verdict(Kind.UNVERIFIED, "no verified destination yet", alias=record)
     return Verdict(Kind.FORWARD, "active alias", record.forwardable, alias=record)
+
+
+def decide_reply(sender: Address | None, contact: Contact | None, record: AliasRecord | None,
+                 now: datetime, *, when_inactive: bool) -> Verdict:
+    """The verdict for a reverse alias. Who sent the message is decided at
+    the end of data (contacts.authorise); here, whether the address can
+    carry a reply at all. `when_inactive`: replies of a disabled or expired
+    alias still go out (the admin's choice, [replies] when_inactive)."""
+    if contact is None or record is None:
+        return Verdict(Kind.UNKNOWN, "no such reply address")
+    if sender is None:
+        # the contact's server bouncing a reply (its envelope sender is the reverse alias)
+        return Verdict(Kind.REPLY_BOUNCE, f"bounce of a reply to {contact.address}",
+                       record.forwardable, alias=record, contact=contact)
+    if not record.replies_on:
+        return Verdict(Kind.REPLIES_OFF, "replies are off for this alias", alias=record, contact=contact)
+    if not when_inactive:
+        if not record.enabled:
+            return Verdict(Kind.DISABLED, "the alias is disabled", alias=record, contact=contact)
+        reason = expiry_reason(record, now)
+        if reason:
+            return Verdict(Kind.EXPIRED, reason, alias=record, contact=contact)
+    if not record.forwardable:
+        return Verdict(Kind.UNVERIFIED, "no verified destination may reply yet", alias=record,
+                       contact=contact)
+    return Verdict(Kind.REPLY, f"reply to {contact.address}", (contact.address,), alias=record,
+                   contact=contact)

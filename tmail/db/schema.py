@@ -38,6 +38,8 @@ domains = sa.Table(
     sa.Column("from_rewrite", sa.String(12), nullable=True),
     # Every user may create aliases here (else only users given the domain).
     sa.Column("shared", sa.Boolean, nullable=False, default=False),
+    # Replies through reverse aliases, for aliases that do not say (off by default).
+    sa.Column("replies", sa.Boolean, nullable=False, default=False),
 )
 
 aliases = sa.Table(
@@ -61,6 +63,11 @@ aliases = sa.Table(
     sa.Column("from_rewrite", sa.String(12), nullable=True),   # None: the domain's
     # The user who owns it (None: the admin's, made at the CLI).
     sa.Column("owner_id", sa.Integer, nullable=True),
+    # Replies through reverse aliases (None: the domain's setting), the name
+    # they go out with, and whether the real address is taken out of their text.
+    sa.Column("replies", sa.Boolean, nullable=True),
+    sa.Column("display_name", sa.String(64), nullable=True),
+    sa.Column("reply_scrub", sa.Boolean, nullable=False, default=False),
     sa.UniqueConstraint("domain_id", "local_key", name="uq_aliases_domain_local"),
     # a user's page in each of its orders, without sorting all their aliases
     sa.Index("ix_aliases_owner_created", "owner_id", "created_at"),
@@ -247,4 +254,43 @@ activity = sa.Table(
     sa.Column("verdict", sa.String(16), nullable=False),     # forward | disabled | sender-blocked ...
     sa.Column("reason", sa.String(200), nullable=False, default=""),
     sa.Index("ix_activity_alias_at", "alias_id", "at"),
+)
+
+# -- replies through an alias ---------------------------------------------
+
+# One per (alias, outside party): the reverse alias a reply goes to.
+contacts = sa.Table(
+    "contacts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("alias_id", sa.Integer, sa.ForeignKey("aliases.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("address", key_string(320), nullable=False),       # where replies go
+    sa.Column("address_key", key_string(320), nullable=False),   # case-folded
+    sa.Column("reply_local", key_string(32), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False, default=""),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("last_at", sa.DateTime, nullable=True),
+    sa.Column("forwarded", sa.Integer, nullable=False, default=0),
+    sa.Column("replied", sa.Integer, nullable=False, default=0),
+    sa.UniqueConstraint("alias_id", "address_key", name="uq_contacts_alias_address"),
+    # never a removed contact's id again: message ids are kept by alias
+    sqlite_autoincrement=True,
+)
+
+# The Message-ID a reply had at the person's provider (theirs) and the one
+# tmail gave it (ours), so that both sides' answers thread.
+message_ids = sa.Table(
+    "message_ids", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("alias_id", sa.Integer, sa.ForeignKey("aliases.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("theirs", key_string(255), nullable=False),
+    sa.Column("ours", key_string(255), nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime, nullable=False, index=True),
+    sa.Index("ix_message_ids_alias_theirs", "alias_id", "theirs"),
+)
+
+# Refused replies the alias's owner was told about (one notice an hour).
+reply_notices = sa.Table(
+    "reply_notices", metadata,
+    sa.Column("alias_id", sa.Integer, sa.ForeignKey("aliases.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("sent_at", sa.DateTime, nullable=False),
 )

@@ -18,10 +18,13 @@ from .schema import (
     activity,
     aliases,
     blocked_senders,
+    contacts,
     destinations,
     domains,
     events,
+    message_ids,
     receipts,
+    reply_notices,
     retired,
     user_destinations,
 )
@@ -53,7 +56,8 @@ class AliasFilter:
 _CHUNK = 500
 _LOOKUP_BASE = (
     sa.select(aliases, domains.c.name.label("domain"),
-              domains.c.from_rewrite.label("domain_from_rewrite"))
+              domains.c.from_rewrite.label("domain_from_rewrite"),
+              domains.c.replies.label("domain_replies"))
     .join(domains, domains.c.id == aliases.c.domain_id)
 )
 # One round trip for the hot path: the alias with its destinations and
@@ -71,6 +75,11 @@ _LOOKUP = (
     .where(domains.c.name == sa.bindparam("domain"), aliases.c.local_key == sa.bindparam("key"))
     .order_by(destinations.c.id, blocked_senders.c.pattern)
 )
+
+# What goes with an alias (explicit deletes: SQLite without foreign_keys=ON
+# and MariaDB's MyISAM would not cascade). A reverse alias of a removed
+# alias must never carry a reply again.
+_ALIAS_CHILDREN = (destinations, blocked_senders, activity, contacts, message_ids, reply_notices)
 
 
 class Store:
@@ -97,7 +106,8 @@ class Store:
         """Add a domain; False if it was there already (idempotent)."""
         if self.domain_id(name) is not None:
             return False
-        self.conn.execute(domains.insert().values(name=name, created_at=to_db(now), shared=False))
+        self.conn.execute(domains.insert().values(name=name, created_at=to_db(now), shared=False,
+                                                  replies=False))
         return True
 
     def list_domains(self) -> list[dict]:
@@ -125,9 +135,8 @@ class Store:
         # Explicit deletes: SQLite without foreign_keys=ON and MariaDB's
         # MyISAM would not cascade.
         # (activity has no foreign key at all: a reused id must not inherit it)
-        for child, column in ((destinations, destinations.c.alias_id),
-                              (blocked_senders, blocked_senders.c.alias_id), (activity, activity.c.alias_id)):
-            self.conn.execute(child.delete().where(column.in_(ids)))
+        for child in _ALIAS_CHILDREN:
+            self.conn.execute(child.delete().where(child.c.alias_id.in_(ids)))
         self.conn.execute(aliases.delete().where(aliases.c.domain_id == domain_id))
         self.conn.execute(domains.delete().where(domains.c.id == domain_id))
         return count
@@ -145,6 +154,9 @@ class Store:
             warned_for=from_db(row.warned_for), from_rewrite=row.from_rewrite,
             domain_from_rewrite=row.domain_from_rewrite, owner_id=row.owner_id,
             unverified=unverified if row.owner_id is not None else (),
+            replies=None if row.replies is None else bool(row.replies),
+            domain_replies=bool(row.domain_replies), display_name=row.display_name or "",
+            reply_scrub=bool(row.reply_scrub),
         )
 
     def get_alias(self, key: str, domain: str) -> AliasRecord | None:
@@ -250,7 +262,8 @@ class Store:
             on_expiry=record.on_expiry.value, forwarded=record.forwarded,
             refused=record.refused, last_forwarded_at=to_db(record.last_forwarded_at),
             warned_for=to_db(record.warned_for), from_rewrite=record.from_rewrite,
-            owner_id=record.owner_id,
+            owner_id=record.owner_id, replies=record.replies, display_name=record.display_name or None,
+            reply_scrub=record.reply_scrub,
         )
 
     def _set_children(self, alias_id: int, record: AliasRecord) -> None:
@@ -267,9 +280,8 @@ class Store:
         """Delete the alias and what was its (its activity too: SQLite reuses
         ids, and a new alias must not show an old one's senders); its address
         stays quarantined (see retire)."""
-        for child, column in ((destinations, destinations.c.alias_id),
-                              (blocked_senders, blocked_senders.c.alias_id), (activity, activity.c.alias_id)):
-            self.conn.execute(child.delete().where(column == record.id))
+        for child in _ALIAS_CHILDREN:
+            self.conn.execute(child.delete().where(child.c.alias_id == record.id))
         self.conn.execute(aliases.delete().where(aliases.c.id == record.id))
         self.retire(record.domain, local_key(record.local), now)
 
@@ -413,7 +425,7 @@ class Store:
             ttl=seconds(row.default_ttl_seconds), idle=seconds(row.default_idle_seconds),
             on_expiry=OnExpiry(row.default_on_expiry) if row.default_on_expiry else None,
             random_style=row.random_style, warn_before=seconds(row.warn_before_seconds),
-            from_rewrite=row.from_rewrite, shared=bool(row.shared))
+            from_rewrite=row.from_rewrite, shared=bool(row.shared), replies=bool(row.replies))
 
     def set_domain_settings(self, name: str, settings: DomainSettings) -> None:
         seconds = lambda v: int(v.total_seconds()) if v else None  # noqa: E731
@@ -421,7 +433,7 @@ class Store:
             default_ttl_seconds=seconds(settings.ttl), default_idle_seconds=seconds(settings.idle),
             default_on_expiry=settings.on_expiry.value if settings.on_expiry else None,
             random_style=settings.random_style, warn_before_seconds=seconds(settings.warn_before),
-            from_rewrite=settings.from_rewrite, shared=settings.shared))
+            from_rewrite=settings.from_rewrite, shared=settings.shared, replies=settings.replies))
 
     # -- lifecycle ---------------------------------------------------------
     def retired_at(self, domain: str, key: str) -> datetime | None:

@@ -39,3 +39,13 @@ def unsigned_dmarc(txt, timeout: float):
         return dmarc.evaluate(fromrewrite.from_domain(fields), [], spf.result, spf.domain,
                               DnsBudget(txt, timeout))
     return check
+
+
+def dkim_verifier(txt, timeout: float):
+    """DKIM of a reply at the end of DATA: the header block as the milter
+    got it and the body hashes taken as the body streamed past."""
+    from ..core.signing import verify_dkim
+
+    def check(header: bytes, body_hashes: dict):
+        return verify_dkim(header, body_hashes, DnsBudget(txt, timeout))
+    return check

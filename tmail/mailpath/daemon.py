@@ -46,7 +46,7 @@ def setup_logging(level: str, log_file: str | None) -> None:
 def build_service(cfg):
     """The Service (database, verdicts) and the Delivery built on it."""
     from ..db.engine import make_engine
-    from .arrival import checker, unsigned_dmarc
+    from .arrival import checker, dkim_verifier, unsigned_dmarc
     from .deliverability import from_config as deliverability_from_config
     from .delivery import Delivery
     from .service import Service
@@ -63,10 +63,14 @@ def build_service(cfg):
                       max_received=d["max_received_headers"], authserv_id=cfg.authserv_id,
                       spf_check=checker(dns_timeout) if dkim_cfg["check_spf"] else None,
                       dmarc_check=unsigned_dmarc(resolver.txt, dns_timeout)
-                      if dkim_cfg["check_spf"] and dkim_cfg["reject_dmarc_failures"] else None)
+                      if dkim_cfg["check_spf"] and dkim_cfg["reject_dmarc_failures"] else None,
+                      dkim_check=dkim_verifier(resolver.txt, dns_timeout),
+                      notice_every=cfg.duration("replies", "notice_every").total_seconds())
     delivery = Delivery(service, (d["reinject_host"], d["reinject_port"]),
                         reinject_timeout=d["reinject_timeout_s"], helo=socket.getfqdn(),
-                        deliverability=deliverability_from_config(cfg, resolver.txt))
+                        deliverability=deliverability_from_config(cfg, resolver.txt),
+                        notice_from=cfg.notice_from, keep_user_agent=cfg["replies"]["keep_user_agent"])
+    service.notify = delivery.notify
     return service, delivery
 
 

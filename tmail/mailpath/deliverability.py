@@ -97,8 +97,13 @@ class Deliverability:
 
     # -- forwarding -------------------------------------------------------------
     def prepare_forward(self, header: bytes, body, *, alias_address: str, from_rewrite: str,
-                        sign_domains: tuple[str, ...], spf: authresults.Spf | None = None) -> Prepared:
-        """spf: what the milter found for the connecting client (None: not checked)."""
+                        sign_domains: tuple[str, ...], spf: authresults.Spf | None = None,
+                        edit=None) -> Prepared:
+        """spf: what the milter found for the connecting client (None: not checked);
+        edit(fields) -> (fields, names of the fields it changed): tmail's own
+        changes (Reply-To for replies), made after the original signatures
+        were verified; a signature that covered a changed field no longer
+        counts as surviving."""
         hashes = signing.body_hashes_for(header)
         spool = self._spool(body, hashes)
         digests = hashes.finish()
@@ -114,7 +119,11 @@ class Deliverability:
         ar = hdr.make_field("Authentication-Results", authresults.field_value(
             self.authserv_id, spf, dkim_results, dmarc_result, arc))
 
-        survivor = dmarc.aligned_survivor(from_domain, dkim_results, hdr.counts(fields), dmarc_result.adkim)
+        counts = hdr.counts(fields)
+        changed: frozenset[str] = frozenset()
+        if edit is not None:
+            fields, changed = edit(fields)
+        survivor = dmarc.aligned_survivor(from_domain, dkim_results, counts, dmarc_result.adkim, changed)
         rewritten = fromrewrite.needed(from_rewrite, dmarc_result, survivor)
         if rewritten:
             fields = fromrewrite.rewrite(fields, alias_address)
@@ -122,6 +131,15 @@ class Deliverability:
         notes = (f"dkim={'/'.join(r.result for r in dkim_results) or 'none'} dmarc={dmarc_result.result}"
                  f" p={dmarc_result.policy} arc={arc} from={'rewritten' if rewritten else 'kept'}")
         return Prepared(out, _read_spool(spool), rewritten, notes)
+
+    def sign_new(self, header: bytes, body, domain: str) -> Prepared:
+        """A message tmail writes from another (a reply sent on as the
+        alias), signed with `domain`'s keys; the body streams through."""
+        hashes = BodyHashes()
+        hashes.want(*signing.SIGN_BODY)
+        spool = self._spool(body, hashes)
+        out = self._signed(hdr.split_fields(header), hashes.finish(), (domain,), seal=False)
+        return Prepared(out, _read_spool(spool))
 
     def sign_message(self, raw: bytes, *sign_domains: str) -> bytes:
         """A small message built by tmail (a relayed bounce, a notice), signed."""

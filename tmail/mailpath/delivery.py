@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import threading
 
-from ..core import dsn
+from ..core import dsn, mails
 from ..core import headers as hdr
 from ..core.address import AddressError, envelope_key, parse_envelope, parse_sender, smtp_path
 from ..core.authresults import Spf
@@ -30,6 +30,7 @@ from ..core.receipts import DROP, Receipt, alias_key, header_digest, stored_key,
 from ..core.resolve import resolve
 from ..core.verdict import AliasRecord, Kind
 from ..db.accounts import Accounts
+from . import replying
 from .service import Service, _Lookup, counts
 from .smtp import Abandoned, SmtpError, SmtpPool
 from .wire import WireError
@@ -51,7 +52,8 @@ class Outcome:
 
 class Delivery:
     def __init__(self, service: Service, reinject: tuple[str, int], *, reinject_timeout: float = 60,
-                 helo: str = "localhost", deliverability=None):
+                 helo: str = "localhost", deliverability=None, notice_from: str = "",
+                 keep_user_agent: bool = False):
         self.service = service
         self.policy = service.policy
         self.reinject = reinject
@@ -62,6 +64,8 @@ class Delivery:
         self._attempts: dict[tuple[str, str], list] = {}   # key -> [lock, waiting]
         self._attempts_lock = threading.Lock()
         self._sessions = SmtpPool(*reinject, timeout=reinject_timeout, helo=helo)
+        self.notice_from = notice_from or f"postmaster@{helo}"
+        self.keep_user_agent = keep_user_agent
 
     def deliver(self, request: dict, chunks, still_wanted=lambda: True) -> Outcome:
         """Forward one message for one recipient; never raises.
@@ -128,6 +132,7 @@ class Delivery:
                 _drain(body)
                 return Outcome(EX_OK, f"2.0.0 already forwarded to {verdict.alias.address}'s "
                                       "destinations (one copy a message, whatever the +tag)")
+        from_milter = receipt is not None
         if receipt is None:
             verdict = self.service.reserve(verdict, now, sender=sender)   # counted now, unless refused
             receipt = Receipt(key, verdict_name(verdict) or "", counted=counts(verdict),
@@ -149,6 +154,21 @@ class Delivery:
                 return Outcome(EX_OK, "2.0.0 discarded: bounce address no longer valid")
             return self._relay_bounce(queue_id, recipient, verdict.destinations[0], header, body,
                                       receipt, digest, still_wanted)
+        if receipt.verdict in (Kind.REPLY.value, Kind.REPLY_BOUNCE.value):
+            if verdict.contact is None or verdict.alias is None:
+                _drain(body)
+                log.warning("queue_id=%s to=<%s> accepted, but its alias or contact was removed "
+                            "before delivery: discarded", queue_id, recipient)
+                return Outcome(EX_OK, "2.0.0 discarded: reply address removed")
+            if receipt.verdict == Kind.REPLY_BOUNCE.value:
+                if not verdict.alias.forwardable:
+                    _drain(body)
+                    return Outcome(EX_OK, "2.0.0 discarded: no verified destination")
+                # the person wrote to the contact: the notice names the contact
+                return self._relay_bounce(queue_id, recipient, verdict.alias.forwardable[0], header,
+                                          body, receipt, digest, still_wanted, about=verdict.contact.address)
+            return self._reply(queue_id, recipient, sender, verdict, header, body, receipt, digest,
+                               still_wanted, from_milter)
         if verdict.kind is Kind.ROLE:
             destinations = verdict.destinations
         elif verdict.alias is not None and verdict.alias.forwardable:
@@ -177,6 +197,11 @@ class Delivery:
                         sender_text, loop)
             return Outcome(EX_OK, f"2.0.0 discarded: {loop}")
         header = hdr.make_field("Delivered-To", parse_envelope(recipient).smtp) + header
+        edit, used = None, []
+        if alias is not None and alias.replies_on and self.policy.reply_domain:
+            edit, used = replying.forward_edit(self.service, alias, header, self.policy.reply_domain)
+        if edit is not None and self.deliverability is None:
+            header = b"".join(edit(hdr.split_fields(header))[0])
         if self.deliverability is not None:
             prepared = self.deliverability.prepare_forward(
                 header, body, alias_address=alias.address if alias else recipient,
@@ -184,7 +209,7 @@ class Delivery:
                 or FROM_REWRITE_DEFAULT,
                 sign_domains=(parse_envelope(recipient).domain,
                               self.policy.srs.domain if self.policy.srs else ""),
-                spf=_spf(receipt, sender_text))
+                spf=_spf(receipt, sender_text), edit=edit)
             header, body = prepared.header, prepared.body
             log.info("queue_id=%s to=<%s> %s", queue_id, recipient, prepared.notes)
         envelope_sender = self._srs(sender_text)
@@ -192,8 +217,46 @@ class Delivery:
             or not all(d.isascii() for d in destinations)
         reply = self._send(envelope_sender, list(destinations), utf8, _chain([header], body),
                            still_wanted)
-        self._done(queue_id, recipient, receipt, digest, alias, forwarded=True, sender=sender_text)
+        self._done(queue_id, recipient, receipt, digest, alias, forwarded=True, sender=sender_text,
+                   also=replying.note_forwarded(used, self.service.clock()))
         return Outcome(EX_OK, f"2.0.0 forwarded ({reply})")
+
+    # -- replies through a reverse alias ---------------------------------------------
+    def _reply(self, queue_id, recipient, sender, verdict, header, body, receipt, digest, still_wanted,
+               from_milter: bool) -> Outcome:
+        alias, contact = verdict.alias, verdict.contact
+        now = self.service.clock()
+        try:
+            prepared = replying.prepare(self.service, alias, contact, sender, header, body, now,
+                                        checked=from_milter, keep_user_agent=self.keep_user_agent)
+        except replying.Refused as exc:
+            _drain(body)
+            log.warning("queue_id=%s to=<%s> from=<%s> reply not sent: %s (it passed no milter, so "
+                        "it is discarded, not bounced)", queue_id, recipient, sender, exc)
+            self.service.reply_refused(alias, sender, str(exc))
+            return Outcome(EX_OK, f"2.0.0 discarded: {exc}")
+        out_header, out_body = prepared.header, prepared.body
+        if self.deliverability is not None:
+            signed = self.deliverability.sign_new(out_header, out_body, alias.domain)
+            out_header, out_body = signed.header, signed.body
+        envelope = contact.reply_address(self.policy.reply_domain)
+        utf8 = receipt.smtputf8 or not contact.address.isascii()
+        reply = self._send(envelope, [contact.address], utf8, _chain([out_header], out_body), still_wanted)
+        self._done(queue_id, recipient, receipt, digest, None, forwarded=False,
+                   also=replying.note_replied(alias, contact, prepared, now))
+        return Outcome(EX_OK, f"2.0.0 reply sent as {alias.address} ({reply})")
+
+    def notify(self, alias: AliasRecord, subject: str, text: str) -> None:
+        """A notice from tmail to an alias's destinations (a refused reply)."""
+        if not alias.forwardable:
+            return
+        host = self.policy.srs.domain if self.policy.srs else self.helo
+        message = mails.message(sender=self.notice_from, to=alias.forwardable, subject=subject,
+                                body=text, now=self.service.clock(), host=host)
+        if self.deliverability is not None:
+            message = self.deliverability.sign_message(message, self.notice_from.rpartition("@")[2], host)
+        self._sessions.transaction("", list(alias.forwardable), not all(d.isascii() for d in alias.forwardable),
+                                   [message])
 
     def _loop(self, header: bytes, recipient: str) -> str | None:
         """A loop the milter could not refuse (no RCPT-time check ran)."""
@@ -230,7 +293,7 @@ class Delivery:
 
     # -- bounces -----------------------------------------------------------------------
     def _relay_bounce(self, queue_id, recipient, original, header, body, receipt, digest,
-                      still_wanted) -> Outcome:
+                      still_wanted, about: str | None = None) -> Outcome:
         raw = _read_capped(_chain([header], body), MAX_BOUNCE_BYTES)
         with self.service.read() as store:
             # a notice names an alias only if it is one: the returned
@@ -243,6 +306,8 @@ class Delivery:
             self._done(queue_id, recipient, receipt, digest, None, forwarded=False)
             return Outcome(EX_OK, "2.0.0 dropped: not a delivery status notification")
         assert self.policy.srs is not None
+        if about is not None:
+            report = dataclasses.replace(report, alias=about)
         notice = dsn.build_notice(report, to=original, reporting_domain=self.policy.srs.domain,
                                   now=self.service.clock())
         if self.deliverability is not None:
@@ -258,7 +323,7 @@ class Delivery:
         return self._sessions.transaction(sender, recipients, utf8, chunks, before_end=still_wanted)
 
     def _done(self, queue_id, recipient, receipt: Receipt, digest: str, alias: AliasRecord | None,
-              forwarded: bool, sender: str = "") -> None:
+              forwarded: bool, sender: str = "", also=None) -> None:
         """Record the delivery; after a 250 the answer is success, whatever
         happens here. A message counted at RCPT time is not counted twice."""
         now = self.service.clock()
@@ -270,6 +335,8 @@ class Delivery:
             if alias is not None and store.touch_forwarded(alias, now, count=not receipt.counted):
                 Accounts(store.conn).add_activity([(alias.id, now, _shown_sender(sender), "forward",
                                                     "forwarded")])
+            if also is not None:
+                also(store)
         try:
             self.service.write(record)
         except Exception:

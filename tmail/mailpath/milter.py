@@ -14,7 +14,16 @@ for the database).
 
 Callbacks are negotiated as few and as cheap as possible: CONNECT, HELO,
 MAIL FROM and the header fields are 'no reply' (Postfix does not wait for
-them); only RCPT and the end of the message are answered. At the end of a
+them); only RCPT and the end of the message are answered, and the body
+only for replies through a reverse alias (any other message answers its
+first body chunk with SKIP).
+
+A reply is accepted at RCPT if its reverse alias can carry one; who sent
+it is decided at the end of data, where the whole message is known: its
+DKIM signatures verified over the header (leading spaces and folding as
+they came) and the body hashed as it streams past, with the client's SPF
+result (tmail.core.replyauth). A refusal is an SMTP reply to the sending
+server, never a bounce later. At the end of a
 message to tmail's addresses, loops are refused (SMTP, not a bounce
 later), the client's SPF result is taken, and the verdicts are stored as
 receipts for the delivery, by queue id; the message itself is not changed
@@ -28,6 +37,7 @@ import socket
 
 import Milter
 
+from ..core import headers as hdr
 from ..core.address import AddressError, envelope_key, parse_envelope, parse_sender
 from ..core.authresults import Spf
 from ..core.loops import loop_reason
@@ -42,8 +52,12 @@ from ..core.replies import (
     TEMPFAIL,
     Reply,
     reply_for,
+    reply_refused,
 )
+from ..core.replyauth import Proof, check_reply_header
 from ..core.resolve import delivered_address
+from ..core.rfc5322 import HeaderSyntaxError, parse_mailbox_list
+from ..core.signing import body_hashes_for
 from ..core.srs import forwardable_sender
 from ..core.verdict import Kind
 from .service import counts
@@ -52,6 +66,7 @@ log = logging.getLogger("tmail.milter")
 
 TRANSPORT = "tmail"     # the master.cf service tmail's tables route to
 RCPT_MACROS = ("{rcpt_addr}", "{rcpt_mailer}")
+MAX_REPLY_HEADER = 1024 * 1024     # a reply's header block kept for DKIM (Postfix's header_size_limit is 100 KB)
 
 
 def _unbracket(address: str) -> str:
@@ -61,6 +76,7 @@ def _unbracket(address: str) -> str:
     return address
 
 
+@Milter.header_leading_space     # header values exactly as they came: DKIM verifies them
 class TmailMilter(Milter.Base):
     service = None  # set by make_factory
 
@@ -78,7 +94,11 @@ class TmailMilter(Milter.Base):
         self.delivered_to: list[str] = []
         self.from_values: list[str] = []
         self.signed = False          # a DKIM signature or an ARC set: DMARC waits for the delivery
-
+        self.authenticated = False   # SASL-authenticated client
+        self.replies: list = []      # verdicts of reverse aliases: who sent it is checked at the end
+        self.reply_header: list[bytes] = []
+        self.reply_header_size = 0
+        self.body_hashes = None
     @Milter.noreply
     def connect(self, hostname, family, hostaddr):
         if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
@@ -92,16 +112,18 @@ class TmailMilter(Milter.Base):
         return Milter.CONTINUE
 
     @Milter.noreply  # never refuses a sender: Postfix need not wait for an answer
-    @Milter.symlist("{mail_addr}")
+    @Milter.symlist("{mail_addr}", "{auth_authen}")
     def envfrom(self, sender, *params):
         self._release()
         raw, resolved = _unbracket(sender), self.getsymval("{mail_addr}")
+        authenticated = bool(self.getsymval("{auth_authen}"))
         if raw and resolved:
             try:   # the sender Postfix will queue the message with
                 raw = delivered_address(raw, resolved)
             except AddressError:
                 pass     # refused at RCPT, for tmail's recipients only
         self._reset(raw)
+        self.authenticated = authenticated
         self.smtputf8 = any(p.strip().upper() == "SMTPUTF8" for p in params)
         return Milter.CONTINUE
 
@@ -160,6 +182,8 @@ class TmailMilter(Milter.Base):
                  verdict.kind.value, verdict.reason, " (drop)" if verdict.drop else "")
         if reply is not None:
             return self._answer(reply)
+        if verdict.kind is Kind.REPLY:
+            self.replies.append(verdict)
         now_counted = counts(verdict) and verdict.alias.id not in counted
         if now_counted:
             self.reserved.append(verdict.alias.id)
@@ -170,6 +194,11 @@ class TmailMilter(Milter.Base):
 
     @Milter.noreply
     def header(self, name, value):
+        if self.replies and self.reply_header_size < MAX_REPLY_HEADER:
+            raw = name.encode("utf-8", "surrogateescape") + b":" + \
+                value.encode("utf-8", "surrogateescape").replace(b"\r\n", b"\n") + b"\n"
+            self.reply_header.append(raw)
+            self.reply_header_size += len(raw)
         if self.receipts:        # only tmail's mail is looked at
             lname = name.lower()
             if lname == "received":
@@ -180,6 +209,14 @@ class TmailMilter(Milter.Base):
                 self.from_values.append(value)
             elif lname in ("dkim-signature", "arc-seal"):
                 self.signed = True
+        return Milter.CONTINUE
+
+    def body(self, chunk):
+        if not self.replies:
+            return Milter.SKIP
+        if self.body_hashes is None:
+            self.body_hashes = body_hashes_for(b"".join(self.reply_header))
+        self.body_hashes.update(chunk)
         return Milter.CONTINUE
 
     # End of message, abort and close are always called (not negotiable):
@@ -202,6 +239,11 @@ class TmailMilter(Milter.Base):
         if self._spoofed(spf):
             self._release()
             return self._answer(DMARC_REJECT, Milter.REJECT)
+        if self.replies:
+            refused = self._reply_refused(spf)
+            if refused is not None:
+                self._release()
+                return self._answer(refused)
         receipts = [dataclasses.replace(r, spf=spf.result if spf else None, helo=self.helo)
                     for r in self.receipts]
         try:
@@ -260,6 +302,55 @@ class TmailMilter(Milter.Base):
                      result.from_domain, spf.clause())
             return True
         return False
+
+    def _reply_refused(self, spf: Spf | None) -> Reply | None:
+        """Why a reply may not go out (None: it may). Every reverse alias of
+        one message belongs to one alias; its To and Cc name only reverse
+        aliases of that alias; and it comes from a destination of the alias,
+        proven (tmail.core.replyauth)."""
+        service = self.service
+        alias = self.replies[0].alias
+        if any(v.alias.id != alias.id for v in self.replies):
+            return self._refuse_reply(alias, "a reply goes out from one alias at a time; "
+                                             "write to each contact separately")
+        header = b"".join(self.reply_header)
+        fields = hdr.split_fields(header)
+        try:
+            problem = service.ask(check_reply_header, fields, service.policy.reply_domain,
+                                  lambda local: service.contact_alias(local) == alias.id)
+        except Exception as exc:
+            log.warning("from=<%s> reply not checked (%s: %s): tempfail", self.sender,
+                        type(exc).__name__, exc)
+            return TEMPFAIL
+        if problem:
+            return self._refuse_reply(alias, problem)
+        hashes = self.body_hashes or body_hashes_for(header)
+        try:
+            dkim_results = service.ask_dns(service.dkim_check, header, hashes.finish()) \
+                if service.dkim_check else []
+        except Exception as exc:
+            log.info("from=<%s> DKIM of a reply not checked (%s)", self.sender, exc)
+            return reply_refused("its DKIM signatures could not be checked now", temporary=True)
+        froms = [f for f in fields if hdr.name_of(f) == "from"]
+        try:
+            authors = tuple(parse_mailbox_list(hdr.value_of(froms[0]))) if len(froms) == 1 else ()
+        except HeaderSyntaxError:
+            authors = ()
+        decision = service.authorise_reply(alias, Proof(
+            self.sender, authors, spf.result if spf else "none", spf.domain if spf else "",
+            tuple(dkim_results), self.authenticated))
+        log.info("from=<%s> reply through %s: %s (%s)", self.sender, alias.address,
+                 "allowed" if decision.allowed else "refused", decision.reason)
+        if decision.allowed:
+            return None
+        if decision.temporary:
+            return reply_refused(decision.reason, temporary=True)
+        return self._refuse_reply(alias, decision.reason)
+
+    def _refuse_reply(self, alias, reason: str) -> Reply:
+        log.info("from=<%s> reply through %s refused: %s", self.sender, alias.address, reason)
+        self.service.reply_refused(alias, self.sender, reason)
+        return reply_refused(reason)
 
     def _release(self):
         if self.reserved:   # off libmilter's thread, without waiting

@@ -29,9 +29,11 @@ import sqlalchemy as sa
 from ..core.address import parse_envelope
 from ..core.durations import utcnow
 from ..core.receipts import Receipt
+from ..core.replyauth import Decision, Proof, authorise
 from ..core.resolve import Policy, resolve
 from ..core.verdict import Kind, OnExpiry, Verdict, expiry_reason
 from ..db.accounts import Accounts
+from ..db.contacts import Contacts
 from ..db.store import Store
 
 log = logging.getLogger("tmail")
@@ -66,10 +68,14 @@ class _Lookup:
             record = dataclasses.replace(record, forwarded=max(0, record.forwarded - 1))
         return record
 
+    def get_contact(self, reply_local):
+        return Contacts(self.store.conn).by_reply_local(reply_local)
+
 
 class Service:
     def __init__(self, engine, policy: Policy, *, clock=utcnow, deadline: float = DEFAULT_DEADLINE,
-                 spf_check=None, dmarc_check=None, authserv_id: str = "localhost", max_received: int = 30):
+                 spf_check=None, dmarc_check=None, dkim_check=None, authserv_id: str = "localhost",
+                 max_received: int = 30, notice_every: float = 3600.0):
         self.engine = engine
         self.policy = policy
         self.clock = clock
@@ -77,6 +83,12 @@ class Service:
         # spf_check(ip, sender, helo) -> Spf, for the milter (None: no SPF check);
         # dmarc_check(from_values, spf) -> dmarc.Result for unsigned mail (None: off).
         self.spf_check, self.dmarc_check = spf_check, dmarc_check
+        # dkim_check(header, body_hashes) -> [DkimResult], for replies (None: no DKIM proof)
+        self.dkim_check = dkim_check
+        # notify(alias, subject, text): a notice to an alias's destinations
+        # (set by the daemon, which can send mail; None: logged only)
+        self.notify = None
+        self.notice_every = notice_every
         self.authserv_id = authserv_id
         self.max_received = max_received
         # Database work runs on threads Python made, not on libmilter's own
@@ -253,6 +265,40 @@ class Service:
     def record_arrival(self, queue_id: str, receipts: list[Receipt]) -> None:
         """The milter's verdicts for an accepted message, for its delivery."""
         self.write(lambda store: store.record_receipts(queue_id, receipts, self.clock()))
+
+    # -- replies ---------------------------------------------------------------
+    def contact_alias(self, reply_local: str) -> int | None:
+        """The id of the alias whose reverse alias this is (None: none)."""
+        with self.read() as store:
+            found = Contacts(store.conn).by_reply_local(reply_local)
+        return found[1].id if found else None
+
+    def authorise_reply(self, alias, proof: Proof) -> Decision:
+        return authorise(alias.forwardable, proof)
+
+    def reply_refused(self, alias, sender: str, reason: str) -> None:
+        """Note a refused reply in the alias's activity and tell its owner,
+        at most once per notice_every (off the milter's thread)."""
+        self.submit(self._note_refused_reply, alias, sender, reason)
+
+    def _note_refused_reply(self, alias, sender: str, reason: str) -> None:
+        now = self.clock()
+
+        def note(store):
+            Accounts(store.conn).add_activity([(alias.id, now, sender, "reply-refused", reason[:200])])
+            return Contacts(store.conn).claim_notice(alias.id, now, int(self.notice_every))
+        try:
+            tell = self.write(note)
+            if tell and self.notify is not None:
+                self.notify(alias, f"A reply from {alias.address} was not sent",
+                            f"A message sent to a reply address of {alias.address} was refused:\n\n"
+                            f"    {reason}.\n\nIts envelope sender was <{sender}>. If you sent it, "
+                            "the bounce from your own mail\nserver says the same; if you did not, "
+                            "someone tried to write as\nyou, and nothing went out.\n\n"
+                            f"(At most one such notice per alias every {int(self.notice_every // 60)} "
+                            "minutes.)\n")
+        except Exception:
+            log.exception("could not note a refused reply for %s", alias.address)
 
     # -- throttling SRS guessing ----------------------------------------------
     def srs_throttled(self, client: str | None) -> bool:

@@ -27,7 +27,7 @@ def rules() -> alias_rules.Rules:
     tmail's own domains, whatever [aliases] allow_tmail_destinations says."""
     cfg = current_app.extensions["tmail"].config
     return alias_rules.Rules(
-        tmail_domains=frozenset(db.store().domain_names()), srs_domain=cfg["srs"]["domain"],
+        tmail_domains=frozenset(db.store().domain_names()), service_domains=cfg.service_domains,
         recipient_delimiter=cfg["aliases"]["recipient_delimiter"], role_local_parts=defaults.ROLE_LOCAL_PARTS)
 
 

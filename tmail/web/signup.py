@@ -52,7 +52,7 @@ def check_address(text: str) -> str:
     try:
         address = parse_address(text)
         alias_rules.check_destinations([str(address)], alias_rules.Rules(
-            tmail_domains=frozenset(db.store().domain_names()), srs_domain=_state().config["srs"]["domain"],
+            tmail_domains=frozenset(db.store().domain_names()), service_domains=_state().config.service_domains,
             recipient_delimiter="", role_local_parts=defaults.ROLE_LOCAL_PARTS))
         rules.check_account_address(str(address))
     except (AddressError, AccountError) as exc:
