@@ -253,3 +253,10 @@ def test_scrub_replaces_the_address_in_text_parts_only():
     assert b"shop@d.test" in out and b"cGF0QHByb3ZpZGVyLnRlc3Q=" in out    # the attachment untouched
     assert scrub(raw.replace(b"PAT@provider.test", b"someone"), ["pat@provider.test"], "x@d.test") == (
         raw.replace(b"PAT@provider.test", b"someone"), 0)
+
+
+@pytest.mark.parametrize("name", ["Shop\r\nBcc: x", "Shop\u202egnp.exe", "S" * 65])
+def test_a_display_name_is_plain_text_of_bounded_length(name):
+    from tmail.core.aliases import check_display_name
+    with pytest.raises(ValueError):
+        check_display_name(name)

@@ -151,8 +151,11 @@ MAX_DISPLAY_NAME = 64
 
 
 def check_display_name(name: str) -> str:
-    """The name replies go out with: shown to contacts, so plain text only."""
+    """The name replies go out with: shown to contacts, so plain text only
+    (no bidirectional overrides either: they would disguise it)."""
     check_text(name, "display name")
+    if any("\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069" for ch in name):
+        raise AddressError("display name contains a bidirectional control character")
     if len(name.strip()) > MAX_DISPLAY_NAME:
         raise ValueError(f"display name: at most {MAX_DISPLAY_NAME} characters")
     return name.strip()

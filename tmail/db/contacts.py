@@ -74,8 +74,10 @@ class Contacts:
         return made, True
 
     def of_alias(self, alias_id: int) -> list[Contact]:
+        # the same order on every database (NULLs sort differently): never-used ones by creation
+        recent = sa.func.coalesce(contacts.c.last_at, contacts.c.created_at)
         rows = self.conn.execute(sa.select(contacts).where(contacts.c.alias_id == alias_id)
-                                 .order_by(contacts.c.last_at.desc(), contacts.c.id.desc()))
+                                 .order_by(recent.desc(), contacts.c.id.desc()))
         return [_contact(r) for r in rows]
 
     def remove(self, contact_id: int) -> None:

@@ -33,6 +33,7 @@ from . import (
     destinations,
     display,
     links,
+    replies,
     signup,
     tokens,
 )
@@ -122,7 +123,7 @@ def create_app(cfg: Config, *, engine=None, send=None, clock=None, listen: str |
     access.init_app(app)           # before CSRF: the sign-in redirect comes first
     CSRFProtect(app).exempt(api.bp)     # token-only: no cookie is read there
     database.init_app(app)
-    for module in (auth, links, signup, addresses, address_page, destinations, account, tokens, admin):
+    for module in (auth, links, signup, addresses, address_page, replies, destinations, account, tokens, admin):
         app.register_blueprint(module.bp)
     api.init_app(app)
 

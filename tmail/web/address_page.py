@@ -1,6 +1,7 @@
 """One address: its counters, limits and recent activity, and what its
 owner can do with it (extend, disable or enable, block or unblock a
-sender, change destinations or the note, delete).
+sender, change destinations or the note, delete). Its Replies section
+(contacts and their reverse aliases) is changed through tmail.web.replies.
 
 Every view starts from access.owned_alias(): someone else's address, or
 one that does not exist, is a 404 whatever the id.
@@ -16,12 +17,14 @@ from ..core.address import AddressError, parse_block_pattern
 from ..core.glance import glance
 from ..core.lifecycle import quarantined_until
 from ..core.verdict import OnExpiry
+from ..db.contacts import Contacts
 from . import access, changes, creation, forms
 from . import database as db
 
 bp = Blueprint("address_page", __name__)
 
 ACTIVITY_ROWS = 50
+CONTACT_ROWS = 200       # the most recent contacts shown
 
 
 def _state():
@@ -37,6 +40,30 @@ def block_choices(sender: str) -> list[tuple[str, str]]:
     if exact.startswith("@"):
         return [("Block this domain", exact)]
     return [("Block sender", exact), ("Block domain", "@" + exact.rpartition("@")[2])]
+
+
+def replies_section(record) -> dict | None:
+    """What the Replies section shows (None: no reply domain on this server,
+    no section). The contacts with their reverse alias and whether their
+    address, or its domain, is blocked; `written`: the contact the person
+    just asked to write to (?contact=id, if it is this alias's)."""
+    domain = _state().config["replies"]["domain"]
+    if not domain:
+        return None
+    found = Contacts(db.conn()).of_alias(record.id)
+    rows = []
+    for contact in found[:CONTACT_ROWS]:
+        try:
+            pattern = parse_block_pattern(contact.address)
+        except AddressError:
+            pattern = None
+        rows.append({"contact": contact, "reply": contact.reply_address(domain), "pattern": pattern,
+                     "blocked": pattern is not None and pattern in record.blocked,
+                     "domain_blocked": pattern is not None and "@" + pattern.rpartition("@")[2] in record.blocked})
+    wanted = request.args.get("contact", "")
+    written = next((c for c in found if str(c.id) == wanted), None) if record.replies_on else None
+    return {"domain": domain, "rows": rows, "total": len(found), "written": written,
+            "written_reply": written.reply_address(domain) if written else ""}
 
 
 def result(verdict: str, record) -> str:
@@ -59,7 +86,7 @@ def show(alias_id: int, error: str = "", status: int = 200):
     verified = creation.verified(access.user())
     choices = list(dict.fromkeys([*record.destinations, *verified]))
     return render_template("address.html", alias=record, glance=glance(record, now), rows=rows, now=now,
-                           choices=choices, verified=verified, error=error,
+                           choices=choices, verified=verified, error=error, replies=replies_section(record),
                            quarantine=state.config.duration("lifecycle", "quarantine")), status
 
 

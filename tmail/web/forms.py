@@ -15,6 +15,7 @@ from ..core.address import AddressError, check_text
 from ..core.durations import parse_duration, parse_when
 
 MAX_NOTE = 500          # the column's size
+MAX_DISPLAY_NAME = 64   # the name replies go out with (the column's size)
 MAX_FIELD = 1024        # any other single field: enough for a password, cheap to check
 
 
@@ -83,6 +84,31 @@ def choice(form: Mapping[str, str], name: str, what: str, allowed: tuple[str, ..
 
 def note(form: Mapping[str, str]) -> str:
     return field(form, "note", "The note", MAX_NOTE)
+
+
+# what the replies form's choice writes to AliasRecord.replies
+REPLY_MODES: dict[str, bool | None] = {"on": True, "off": False, "domain": None}
+
+
+@dataclass(frozen=True)
+class ReplySettings:
+    replies: bool | None         # None: as the domain says
+    display_name: str            # "": no name
+    scrub: bool
+
+
+def reply_settings(form: Mapping[str, str]) -> ReplySettings:
+    """Replies on, off or as the domain says; the name they go out with;
+    whether the real address is taken out of their text (a checkbox)."""
+    mode = choice(form, "replies", "Replies", tuple(REPLY_MODES))
+    if mode is None:
+        raise FormError("Replies: choose on, off or as the domain says")
+    name = field(form, "display_name", "The display name", MAX_DISPLAY_NAME)
+    try:
+        name = alias_rules.check_display_name(name)
+    except ValueError as exc:
+        raise FormError(f"The display name: {exc}") from None
+    return ReplySettings(REPLY_MODES[mode], name, bool(form.get("reply_scrub")))
 
 
 def settings(form: Mapping[str, str], now: datetime) -> alias_rules.Settings:
