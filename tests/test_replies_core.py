@@ -40,8 +40,6 @@ def dkim_pass(domain, result="pass"):
     Proof("pat@provider.test", box("PAT@Provider.test"), spf="pass", spf_domain="provider.test"),
     Proof("bounces@mail.provider.test", box("pat@provider.test"), dkim=(dkim_pass("mail.provider.test"),)),
     Proof("pat@provider.test", box("pat@provider.test"), authenticated=True),
-    # the envelope is the destination and From another address of the same organisation
-    Proof("pat@provider.test", box("pat.other@provider.test"), spf="pass", spf_domain="provider.test"),
 ])
 def test_a_destination_proven_by_aligned_spf_dkim_or_sasl_may_reply(proof):
     assert authorise(DESTS, proof).allowed
@@ -55,10 +53,15 @@ def test_a_destination_proven_by_aligned_spf_dkim_or_sasl_may_reply(proof):
     (Proof("mallory@evil.test", box("pat@provider.test"), spf="pass", spf_domain="evil.test",
            dkim=(dkim_pass("evil.test"),)), "neither SPF nor DKIM"),
     # envelope is the destination, From is the attacker's signed domain
-    (Proof("pat@provider.test", box("mallory@evil.test"), dkim=(dkim_pass("evil.test"),)),
-     "not sent from a destination"),
+    (Proof("pat@provider.test", box("mallory@evil.test"), dkim=(dkim_pass("evil.test"),)), "not a destination"),
     (Proof("mallory@evil.test", box("mallory@evil.test"), spf="pass", spf_domain="evil.test"),
-     "not sent from a destination"),
+     "not a destination"),
+    # someone else at the same provider: their own address signed, the person's as envelope sender
+    (Proof("pat@provider.test", box("mallory@provider.test"), spf="pass", spf_domain="provider.test",
+           dkim=(dkim_pass("provider.test"),)), "not a destination"),
+    # a signature over part of the body only (l=): the rest could be anyone's
+    (Proof("x@evil.test", box("pat@provider.test"),
+           dkim=(DkimResult("pass", "provider.test", "s", ("from",), partial_body=True),)), "whole body"),
     (Proof("pat@provider.test", box("pat@provider.test, mallory@evil.test"), authenticated=True),
      "exactly one author"),
     (Proof("pat@provider.test", (), authenticated=True), "exactly one author"),
@@ -68,7 +71,13 @@ def test_a_destination_proven_by_aligned_spf_dkim_or_sasl_may_reply(proof):
 ])
 def test_anyone_else_is_refused(proof, why):
     decision = authorise(DESTS, proof)
-    assert not decision.allowed and not decision.temporary and why in decision.reason
+    assert not decision.allowed and not decision.temporary and why in decision.told
+
+
+def test_the_refusal_does_not_tell_a_wrong_guess_from_an_unproven_right_one():
+    right = authorise(DESTS, Proof("x@evil.test", box("pat@provider.test")))
+    wrong = authorise(DESTS, Proof("x@evil.test", box("pat.guess@provider.test")))
+    assert right.reason == wrong.reason and right.told != wrong.told
 
 
 def test_a_dns_failure_is_temporary_not_a_refusal():
@@ -260,3 +269,17 @@ def test_a_display_name_is_plain_text_of_bounded_length(name):
     from tmail.core.aliases import check_display_name
     with pytest.raises(ValueError):
         check_display_name(name)
+
+
+def test_content_ids_naming_the_real_domain_are_left_out_or_scrubbed():
+    out = b"".join(rewrite_reply(fields(REPLY + "Content-ID: <part1.AB@provider.test>\n"), author="<s@d.test>",
+                                 to=["<a@c.test>"], cc=[], message_id="<o@d.test>", ids={},
+                                 private_domains=frozenset({"provider.test"}), now=NOW))
+    assert b"provider" not in out.lower()
+    raw = (b'Content-Type: multipart/related; boundary="b"\nMIME-Version: 1.0\n\n--b\n'
+           b'Content-Type: text/html\n\n<img src="cid:part1.AB@Provider.test">\n--b\n'
+           b"Content-Type: image/png\nContent-ID: <part1.AB@provider.test>\nContent-Transfer-Encoding: base64\n\n"
+           b"iVBORw0KGgo=\n--b--\n")
+    scrubbed, count = scrub(raw, ["pat@provider.test"], "shop@d.test")
+    assert count == 2 and b"provider" not in scrubbed.lower()
+    assert b'cid:part1.AB@d.test"' in scrubbed and b"<part1.AB@d.test>" in scrubbed

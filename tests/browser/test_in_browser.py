@@ -119,6 +119,17 @@ def test_the_main_path(site, sink, owner, page):
     expect(page.get_by_role("row").filter(has_text=SENDER).filter(has_text="refused")).to_have_count(1)
     shoot(page, "address-detail")
 
+    # Replies on, and a reply address to write first to someone from it.
+    page.get_by_label("On", exact=True).check()
+    page.get_by_label("Name replies go out with").fill("Alice's shopping")
+    page.get_by_role("button", name="Save reply settings").click()
+    expect(page.get_by_role("status").first).to_contain_text("Replies on")
+    page.get_by_label("Their address").fill("seller@market.test")
+    page.get_by_role("button", name="Get a reply address").click()
+    expect(page.locator("#write-reply")).to_have_text(re.compile(r"^[a-z2-7]{24}@reply\.fwd\.test$"))
+    expect(page.get_by_role("row").filter(has_text="seller@market.test")).to_have_count(1)
+    shoot(page, "address-replies")
+
     # An address of one's own choosing, with limits and a note.
     page.get_by_role("navigation", name="Main").get_by_role("link", name="New address").click()
     shoot(page, "new-address")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import rfc5322
-from .dmarc import aligned, organizational_domain
+from .dmarc import aligned
 from .replywrite import header_addresses
 from .signing import DkimResult
 
@@ -32,8 +32,18 @@ class Proof:
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    reason: str
+    reason: str                # for the SMTP reply: tells nothing of the destinations
     temporary: bool = False    # a DNS failure: try again later (4xx), not a refusal
+    detail: str = ""           # for the log and the owner's notice
+
+    @property
+    def told(self) -> str:
+        return self.detail or self.reason
+
+
+# One answer whether the author is no destination or is one but unproven:
+# two answers would let anyone confirm a guess at the real address.
+NOT_PROVEN = "it was not sent by a verified destination of this address, or that could not be proven"
 
 
 def _key(address: str) -> str:
@@ -42,31 +52,30 @@ def _key(address: str) -> str:
 
 def authorise(destinations: tuple[str, ...], proof: Proof) -> Decision:
     """Whether a reply may go out through an alias whose verified
-    destinations are `destinations`."""
+    destinations are `destinations`. The author (the single From mailbox)
+    must be one of them, proven by a DKIM signature (over the whole body)
+    or SPF pass aligned with its domain; the envelope sender alone proves
+    nothing (anyone at the same provider could pass its domain's checks).
+    A SASL-authenticated client is trusted as the admin trusts it: its From
+    or envelope sender must be a destination."""
     if len(proof.authors) != 1:
         return Decision(False, "a reply must have exactly one author in its From field")
     author = proof.authors[0]
     mine = {_key(d) for d in destinations}
-    from_domain = author.domain
-    envelope_domain = proof.envelope_sender.rpartition("@")[2].lower()
-    if _key(author.address) in mine:
-        pass
-    elif _key(proof.envelope_sender) in mine and envelope_domain \
-            and organizational_domain(envelope_domain) == organizational_domain(from_domain):
-        pass
-    else:
-        return Decision(False, "the reply was not sent from a destination of this address")
-    if proof.authenticated:
+    if proof.authenticated and (_key(author.address) in mine or _key(proof.envelope_sender) in mine):
         return Decision(True, "sender authenticated on this server (SASL)")
+    if _key(author.address) not in mine:
+        return Decision(False, NOT_PROVEN, detail=f"its author {author.address} is not a destination")
+    from_domain = author.domain
     for result in proof.dkim:
-        if result.result == "pass" and aligned(result.domain, from_domain, "r"):
+        if result.result == "pass" and not result.partial_body and aligned(result.domain, from_domain, "r"):
             return Decision(True, f"DKIM pass for {result.domain}, aligned with {from_domain}")
     if proof.spf == "pass" and proof.spf_domain and aligned(proof.spf_domain, from_domain, "r"):
         return Decision(True, f"SPF pass for {proof.spf_domain}, aligned with {from_domain}")
     if proof.spf == "temperror" or any(r.result == "temperror" for r in proof.dkim):
         return Decision(False, "its sender could not be verified now (DNS)", temporary=True)
-    return Decision(False, f"neither SPF nor DKIM passes for {from_domain}, the domain in its From "
-                           "field: anyone could have written it")
+    return Decision(False, NOT_PROVEN, detail=f"neither SPF nor DKIM (over the whole body) passes for "
+                                              f"{from_domain}, the domain in its From field")
 
 
 def check_reply_header(fields: list[bytes], reply_domain: str, is_own_contact) -> str | None:

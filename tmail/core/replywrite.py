@@ -94,7 +94,8 @@ def rewrite_reply(fields: list[bytes], *, author: str, to: list[str], cc: list[s
                 out.append(hdr.make_field(THREADING[name], " ".join(mapped)))
     for field in fields:
         name = hdr.name_of(field)
-        if name in kept_names:
+        if name in kept_names and not (name == "content-id" and _names_private(hdr.value_of(field),
+                                                                                private_domains)):
             out.append(field if field.endswith(b"\n") else field + b"\n")
     return out
 

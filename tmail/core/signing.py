@@ -74,6 +74,7 @@ class DkimResult:
     selector: str
     signed_headers: tuple[str, ...] = ()
     reason: str = ""
+    partial_body: bool = False   # an l= tag: what follows the signed length is anyone's
 
 
 def _body_key(tags: dict, default_c: bytes) -> tuple:
@@ -315,7 +316,8 @@ def verify_dkim(header: bytes, body_hashes: dict, txt: TxtLookup) -> list[DkimRe
             result = "fail"
         results.append(DkimResult(
             result, _text(fields.get(b"d", b"")).lower(), _text(fields.get(b"s", b"")),
-            tuple(_text(h).lower() for h in getattr(verifier, "include_headers", ()) or ()), reason))
+            tuple(_text(h).lower() for h in getattr(verifier, "include_headers", ()) or ()), reason,
+            partial_body=b"l" in fields))
     unverified = len(signatures) - MAX_DKIM_SIGNATURES
     if unverified > 0:
         results.append(DkimResult("policy", "", "", reason=f"{unverified} more signatures not verified"

@@ -340,16 +340,18 @@ class TmailMilter(Milter.Base):
             self.sender, authors, spf.result if spf else "none", spf.domain if spf else "",
             tuple(dkim_results), self.authenticated))
         log.info("from=<%s> reply through %s: %s (%s)", self.sender, alias.address,
-                 "allowed" if decision.allowed else "refused", decision.reason)
+                 "allowed" if decision.allowed else "refused", decision.told)
         if decision.allowed:
             return None
         if decision.temporary:
             return reply_refused(decision.reason, temporary=True)
-        return self._refuse_reply(alias, decision.reason)
+        return self._refuse_reply(alias, decision.reason, decision.told)
 
-    def _refuse_reply(self, alias, reason: str) -> Reply:
-        log.info("from=<%s> reply through %s refused: %s", self.sender, alias.address, reason)
-        self.service.reply_refused(alias, self.sender, reason)
+    def _refuse_reply(self, alias, reason: str, told: str = "") -> Reply:
+        """`reason` goes back to the sending server; `told` (what exactly
+        failed) only to the log and the alias's owner."""
+        log.info("from=<%s> reply through %s refused: %s", self.sender, alias.address, told or reason)
+        self.service.reply_refused(alias, self.sender, told or reason)
         return reply_refused(reason)
 
     def _release(self):
