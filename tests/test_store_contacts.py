@@ -4,7 +4,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tmail.core.verdict import AliasRecord
+from tmail.core.resolve import Policy, resolve
+from tmail.core.verdict import AliasRecord, Kind
 from tmail.db.contacts import Contacts
 from tmail.db.store import Store
 
@@ -69,3 +70,14 @@ def test_one_notice_an_hour(engine, alias_id):
         assert book.claim_notice(alias_id, NOW, 3600)
         assert not book.claim_notice(alias_id, NOW.replace(minute=30), 3600)
         assert book.claim_notice(alias_id, NOW.replace(hour=13, minute=1), 3600)
+
+
+def test_the_store_answers_the_verdict_for_a_reverse_alias(engine, alias_id):
+    """What `tmail resolve` asks: the store itself is the lookup port."""
+    policy = Policy("+", frozenset(), "admin@x.test", reply_domain="reply.test")
+    with engine.begin() as conn:
+        made, _ = Contacts(conn).ensure(alias_id, "alice@contact.test", "", NOW)
+        store = Store(conn)
+        verdict = resolve(store, policy, made.reply_address("reply.test"), "me@real.test", NOW)
+        assert (verdict.kind, verdict.destinations) == (Kind.REPLY, ("alice@contact.test",))
+        assert resolve(store, policy, "x" * 24 + "@reply.test", "me@real.test", NOW).kind is Kind.UNKNOWN

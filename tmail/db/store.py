@@ -170,6 +170,11 @@ class Store:
                                          if r.dest is not None and r.dest_verified is None))
         return self._record(rows[0], dests, blocks, unverified)
 
+    def get_contact(self, reply_local: str):
+        """The contact with this reverse alias and its alias (the lookup port's; see db.contacts)."""
+        from .contacts import Contacts
+        return Contacts(self.conn).by_reply_local(reply_local)
+
     def require_alias(self, key: str, domain: str) -> AliasRecord:
         found = self.get_alias(key, domain)
         if found is None:

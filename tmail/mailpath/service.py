@@ -69,7 +69,7 @@ class _Lookup:
         return record
 
     def get_contact(self, reply_local):
-        return Contacts(self.store.conn).by_reply_local(reply_local)
+        return self.store.get_contact(reply_local)
 
 
 class Service:
