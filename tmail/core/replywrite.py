@@ -128,6 +128,18 @@ def forward_edits(fields: list[bytes], reply_to: list[str] | None,
     return out, frozenset(changed)
 
 
+def mailboxes(fields: list[bytes], name: str) -> list[rfc5322.Mailbox] | None:
+    """The mailboxes of the one field called `name` (None: the field is
+    missing, repeated or unreadable)."""
+    found = [f for f in fields if hdr.name_of(f) == name]
+    if len(found) != 1:
+        return None
+    try:
+        return rfc5322.parse_mailbox_list(hdr.value_of(found[0]))
+    except rfc5322.HeaderSyntaxError:
+        return None
+
+
 def header_addresses(fields: list[bytes], names: tuple[str, ...] = ("to", "cc")) -> list[rfc5322.Mailbox]:
     """The mailboxes of these fields (unreadable ones raise HeaderSyntaxError)."""
     found: list[rfc5322.Mailbox] = []

@@ -73,12 +73,17 @@ class Contacts:
             raise RuntimeError(f"could not make a contact for {address}")
         return made, True
 
-    def of_alias(self, alias_id: int) -> list[Contact]:
+    def of_alias(self, alias_id: int, limit: int | None = None) -> list[Contact]:
+        """The most recent first (at most `limit`)."""
         # the same order on every database (NULLs sort differently): never-used ones by creation
         recent = sa.func.coalesce(contacts.c.last_at, contacts.c.created_at)
         rows = self.conn.execute(sa.select(contacts).where(contacts.c.alias_id == alias_id)
-                                 .order_by(recent.desc(), contacts.c.id.desc()))
+                                 .order_by(recent.desc(), contacts.c.id.desc()).limit(limit))
         return [_contact(r) for r in rows]
+
+    def count(self, alias_id: int) -> int:
+        return self.conn.execute(sa.select(sa.func.count()).select_from(contacts)
+                                 .where(contacts.c.alias_id == alias_id)).scalar_one()
 
     def remove(self, contact_id: int) -> None:
         self.conn.execute(contacts.delete().where(contacts.c.id == contact_id))

@@ -23,11 +23,12 @@ it is decided at the end of data, where the whole message is known: its
 DKIM signatures verified over the header (leading spaces and folding as
 they came) and the body hashed as it streams past, with the client's SPF
 result (tmail.core.replyauth). A refusal is an SMTP reply to the sending
-server, never a bounce later. At the end of a
-message to tmail's addresses, loops are refused (SMTP, not a bounce
-later), the client's SPF result is taken, and the verdicts are stored as
-receipts for the delivery, by queue id; the message itself is not changed
-(other recipients share it).
+server, never a bounce later.
+
+At the end of a message to tmail's addresses, loops are refused (SMTP,
+not a bounce later), the client's SPF result is taken, and the verdicts
+are stored as receipts for the delivery, by queue id; the message itself
+is not changed (other recipients share it).
 """
 from __future__ import annotations
 
@@ -55,8 +56,8 @@ from ..core.replies import (
     reply_refused,
 )
 from ..core.replyauth import Proof, check_reply_header
+from ..core.replywrite import mailboxes
 from ..core.resolve import delivered_address
-from ..core.rfc5322 import HeaderSyntaxError, parse_mailbox_list
 from ..core.signing import body_hashes_for
 from ..core.srs import forwardable_sender
 from ..core.verdict import Kind
@@ -98,7 +99,8 @@ class TmailMilter(Milter.Base):
         self.replies: list = []      # verdicts of reverse aliases: who sent it is checked at the end
         self.reply_header: list[bytes] = []
         self.reply_header_size = 0
-        self.body_hashes = None
+        self.body_hashes = None     # a reply's, taken as its body streams past
+
     @Milter.noreply
     def connect(self, hostname, family, hostaddr):
         if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
@@ -331,14 +333,9 @@ class TmailMilter(Milter.Base):
         except Exception as exc:
             log.info("from=<%s> DKIM of a reply not checked (%s)", self.sender, exc)
             return reply_refused("its DKIM signatures could not be checked now", temporary=True)
-        froms = [f for f in fields if hdr.name_of(f) == "from"]
-        try:
-            authors = tuple(parse_mailbox_list(hdr.value_of(froms[0]))) if len(froms) == 1 else ()
-        except HeaderSyntaxError:
-            authors = ()
         decision = service.authorise_reply(alias, Proof(
-            self.sender, authors, spf.result if spf else "none", spf.domain if spf else "",
-            tuple(dkim_results), self.authenticated))
+            self.sender, tuple(mailboxes(fields, "from") or ()), spf.result if spf else "none",
+            spf.domain if spf else "", tuple(dkim_results), self.authenticated))
         log.info("from=<%s> reply through %s: %s (%s)", self.sender, alias.address,
                  "allowed" if decision.allowed else "refused", decision.told)
         if decision.allowed:

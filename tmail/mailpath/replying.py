@@ -21,8 +21,15 @@ import logging
 from ..core import headers as hdr
 from ..core import rfc5322
 from ..core.contacts import Contact, reply_targets
-from ..core.replyauth import check_reply_header
-from ..core.replywrite import forward_edits, header_addresses, message_ids, new_message_id, rewrite_reply
+from ..core.replyauth import Proof, authorise, check_reply_header
+from ..core.replywrite import (
+    forward_edits,
+    header_addresses,
+    mailboxes,
+    message_ids,
+    new_message_id,
+    rewrite_reply,
+)
 from ..core.scrub import scrub
 from ..core.verdict import AliasRecord
 from ..db.accounts import Accounts
@@ -47,18 +54,6 @@ class PreparedReply:
     ours: str            # the one the contact sees
 
 
-def _mailboxes_of(fields: list[bytes]):
-    def mailboxes(name: str):
-        found = [f for f in fields if hdr.name_of(f) == name]
-        if len(found) != 1:
-            return None
-        try:
-            return rfc5322.parse_mailbox_list(hdr.value_of(found[0]))
-        except rfc5322.HeaderSyntaxError:
-            return None
-    return mailboxes
-
-
 def _shown(contact: Contact) -> str:
     return f"{contact.name} ({contact.address})" if contact.name else contact.address
 
@@ -68,14 +63,16 @@ def forward_edit(service, alias: AliasRecord, header: bytes, reply_domain: str):
     """The edit for prepare_forward (None: nothing to change) and the
     contacts it names."""
     fields = hdr.split_fields(header)
-    targets = reply_targets(_mailboxes_of(fields))[:MAX_TARGETS]
+    targets = reply_targets(lambda name: mailboxes(fields, name))[:MAX_TARGETS]
+    threading = [mid for f in fields if hdr.name_of(f) in ("in-reply-to", "references")
+                 for mid in message_ids(hdr.value_of(f))]
+    if not targets and not threading:
+        return None, []          # nothing to look up: no write on the way
     now = service.clock()
 
     def ensure(store):
         book = Contacts(store.conn)
         found = [book.ensure(alias.id, t.address, t.display_name, now)[0] for t in targets]
-        threading = [mid for f in fields if hdr.name_of(f) in ("in-reply-to", "references")
-                     for mid in message_ids(hdr.value_of(f))]
         return found, book.theirs_for(alias.id, threading)
     used, ids_back = service.write(ensure)
     if not used and not ids_back:
@@ -130,7 +127,11 @@ def prepare(service, alias: AliasRecord, contact: Contact, sender: str, header: 
         elif problem:
             raise Refused(problem)
         if not checked:
-            _check_local_sender(alias, sender, fields)
+            # past every milter (sendmail on this host): trusted as SASL is
+            decision = authorise(alias.forwardable, Proof(sender, tuple(mailboxes(fields, "from") or ()),
+                                                          authenticated=True))
+            if not decision.allowed:
+                raise Refused(decision.told)
         theirs_field = hdr.first(fields, "message-id")
         theirs = (message_ids(hdr.value_of(theirs_field)) or [""])[0] if theirs_field else ""
         threading = [mid for f in fields if hdr.name_of(f) in ("in-reply-to", "references")
@@ -146,14 +147,6 @@ def prepare(service, alias: AliasRecord, contact: Contact, sender: str, header: 
     if alias.reply_scrub:
         out_header, body = _scrubbed(out_header, body, alias)
     return PreparedReply(out_header, body, theirs, ours)
-
-
-def _check_local_sender(alias: AliasRecord, sender: str, fields: list[bytes]) -> None:
-    mine = {d.casefold() for d in alias.forwardable}
-    authors = _mailboxes_of(fields)("from") or []
-    if sender.casefold() in mine or (len(authors) == 1 and authors[0].address.casefold() in mine):
-        return
-    raise Refused("the reply was not sent from a destination of this address")
 
 
 def _rewritten_recipients(fields, addressed: dict[str, Contact], contact: Contact):

@@ -50,9 +50,9 @@ def replies_section(record) -> dict | None:
     domain = _state().config["replies"]["domain"]
     if not domain:
         return None
-    found = Contacts(db.conn()).of_alias(record.id)
+    book = Contacts(db.conn())
     rows = []
-    for contact in found[:CONTACT_ROWS]:
+    for contact in book.of_alias(record.id, CONTACT_ROWS):
         try:
             pattern = parse_block_pattern(contact.address)
         except AddressError:
@@ -61,8 +61,12 @@ def replies_section(record) -> dict | None:
                      "blocked": pattern is not None and pattern in record.blocked,
                      "domain_blocked": pattern is not None and "@" + pattern.rpartition("@")[2] in record.blocked})
     wanted = request.args.get("contact", "")
-    written = next((c for c in found if str(c.id) == wanted), None) if record.replies_on else None
-    return {"domain": domain, "rows": rows, "total": len(found), "written": written,
+    written = None
+    if record.replies_on and wanted.isascii() and wanted.isdigit() and int(wanted) <= access.MAX_ID:
+        written = book.get_by_id(int(wanted))
+        if written is not None and written.alias_id != record.id:     # only this alias's own
+            written = None
+    return {"domain": domain, "rows": rows, "total": book.count(record.id), "written": written,
             "written_reply": written.reply_address(domain) if written else ""}
 
 

@@ -132,7 +132,7 @@ def write(alias_id: int):
     except forms.FormError as exc:
         return address_page.show(alias_id, str(exc), 400)
     book = contacts()
-    if book.get(record.id, address) is None and len(book.of_alias(record.id)) >= MAX_CONTACTS:
+    if book.get(record.id, address) is None and book.count(record.id) >= MAX_CONTACTS:
         return address_page.show(alias_id, f"This address has {MAX_CONTACTS} contacts already; "
                                            "remove some first.", 409)
     contact, made = book.ensure(record.id, address, "", current_app.extensions["tmail"].now())
