@@ -7,6 +7,7 @@ import email
 import json
 import re
 import smtplib
+import subprocess
 import time
 
 import dkim
@@ -269,10 +270,33 @@ def test_replies_off_and_removed_aliases_refuse_their_reverse_aliases(rmx, sink)
     reverse = reverse_alias_for(rmx, sink, "closing@r.test", "<x1@contact.test>")
     reply = provider_signed(gmail_reply(reverse, "<x1@contact.test>", mid="<x2@mail.provider.test>"))
     rmx.tmail("alias", "set", "closing@r.test", "--replies", "off")
-    with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
-        send(rmx, PERSON, [reverse], reply)
-    assert caught.value.recipients[reverse][0] == 550
+    local, _, domain = reverse.partition("@")
+    # every spelling Postfix delivers to the same reverse alias gets its verdict
+    for spelling in (reverse, reverse.upper(), reverse + ".", f'"{local}"@{domain}', f"@mx.fwd.test:{reverse}"):
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
+            send(rmx, PERSON, [spelling], reply)
+        assert caught.value.recipients[spelling][0] == 550, spelling
     rmx.tmail("alias", "remove", "closing@r.test")
     with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
         send(rmx, PERSON, [reverse], reply)
     assert caught.value.recipients[reverse][0] == 550
+
+
+def test_a_reply_submitted_on_this_host_passes_no_milter_but_the_same_rule(rmx, sink):
+    """sendmail(1) on the host reaches tmail past every milter: the author
+    must still be a destination of the alias (trusted as SASL is)."""
+    rmx.tmail("alias", "add", "local", "--domain", "r.test", "--to", PERSON)
+    reverse = reverse_alias_for(rmx, sink, "local@r.test", "<l1@contact.test>")
+
+    def submit(author, subject):
+        subprocess.run(["sendmail", "-C", rmx.conf, "-f", author, reverse], check=True,
+                       input=(f"From: {author}\nTo: {reverse}\nSubject: {subject}\n\nlocal reply\n").encode())
+        rmx.flush()
+    submit("Mallory@Elsewhere.test", "from someone else")
+    submit(PERSON.upper(), "from the person")
+    [out] = sink.wait_for(lambda m: m.rcpts == [CONTACT] and b"local reply" in m.data, what="local reply")
+    assert b"Subject: from the person" in out.data and b"person.real" not in out.data.lower()
+    [notice] = sink.wait_for(lambda m: PERSON in m.rcpts and b"local@r.test" in m.data
+                             and b"was not sent" in m.data, what="notice")
+    assert b"not a destination" in notice.data
+    assert not [m for m in sink.messages if CONTACT in m.rcpts and b"someone else" in m.data]
