@@ -103,7 +103,7 @@ def rmx(mx):
     """r.test with replies on, DKIM keys for it and the provider's and
     contact's domains in the zone (taken out again afterwards)."""
     saved = {k: list(v) for k, v in mx.zone.records.items()}
-    mx.tmail("domain", "add", "r.test")
+    mx.tmail("domain", "add", "r.test", as_root=True)    # as an admin would: Postfix is reloaded
     mx.tmail("domain", "set", "r.test", "--replies", "on")
     mx.tmail("dkim", "keygen", "--domain", "r.test", "--selector", "r1", as_root=True)
     for record in json.loads(mx.tmail("dkim", "show-dns", "--json").stdout)["records"]:
