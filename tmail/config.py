@@ -41,6 +41,7 @@ _RANGES = {
     ("web", "max_aliases"): (0, 10_000_000),
     ("web", "aliases_per_hour"): (0, 1_000_000),
     ("web", "workers"): (1, 64),
+    ("fleet", "sync_interval_s"): (2, 300),
 }
 
 
@@ -63,9 +64,36 @@ class Config:
         from .resolver import Resolver, parse_servers
         return Resolver(parse_servers(self.data["dns"]["servers"]), self.data["dns"]["timeout_s"])
 
-    def key_store(self):
+    @property
+    def fleet(self) -> bool:
+        """DKIM keys and SRS secrets live in the shared database."""
+        return bool(self.data["fleet"]["key_file"])
+
+    @property
+    def host_name(self) -> str:
+        import socket
+        return self.data["fleet"]["host"] or socket.getfqdn()
+
+    def sealer(self):
+        from .sealing import Sealer, SealError, read_key
+        try:
+            return Sealer(read_key(self.data["fleet"]["key_file"]))
+        except SealError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def key_store(self, engine=None):
+        """Where DKIM keys are: the shared database (a fleet) or the key directory."""
+        if self.fleet:
+            from .db.fleet import DbKeyStore
+            return DbKeyStore(engine or self.engine(), self.sealer(),
+                              refresh_s=self.data["fleet"]["sync_interval_s"])
         from .keys import KeyStore
         return KeyStore(self.data["dkim"]["key_directory"], self.data["postfix"]["pipe_user"])
+
+    def engine(self):
+        from .db.engine import make_engine
+        db = self.data["database"]
+        return make_engine(db["url"], db["busy_timeout_ms"])
 
     @property
     def base_url(self) -> str:
@@ -240,7 +268,22 @@ def read_secrets(path: str) -> list[bytes]:
     return secrets
 
 
-def policy(cfg: Config):
+def srs_secrets(cfg: Config, engine=None) -> list[bytes]:
+    """The SRS secrets, the signing one first: the shared database's in a
+    fleet, else the secret file's."""
+    if not cfg.fleet:
+        return read_secrets(cfg["srs"]["secret_file"])
+    from .core.durations import utcnow
+    from .db.fleet import read_srs_secrets
+    with (engine or cfg.engine()).connect() as conn:
+        secrets = read_srs_secrets(conn, cfg.sealer(), utcnow())
+    if not secrets:
+        raise ConfigError(f"{cfg.path}: [fleet] key_file is set but the database holds no SRS "
+                          "secret: run `tmail fleet import` on the host that has the secret file")
+    return secrets
+
+
+def policy(cfg: Config, engine=None):
     """The core's Policy from the configuration (reads the SRS secrets)."""
     from .core.resolve import Policy
     from .core.srs import SrsCodec
@@ -248,7 +291,7 @@ def policy(cfg: Config):
     srs_cfg = cfg["srs"]
     codec = None
     if srs_cfg["domain"]:
-        codec = SrsCodec(read_secrets(srs_cfg["secret_file"]), srs_cfg["domain"],
+        codec = SrsCodec(srs_secrets(cfg, engine), srs_cfg["domain"],
                          srs_cfg["max_age_days"], srs_cfg["separator"])
     return Policy(
         recipient_delimiter=cfg["aliases"]["recipient_delimiter"],

@@ -140,6 +140,19 @@ DEFAULTS = {
         "pipe_user": "tmail",
         "reinject_listener": "127.0.0.1:10026",
     },
+    "fleet": {
+        # Several MX hosts on one database. With a key file (the same on
+        # every host: `tmail fleet keygen`), DKIM keys, active selectors and
+        # SRS secrets live in the database, sealed with it; "" keeps them in
+        # [dkim] key_directory and [srs] secret_file, this host's alone.
+        "key_file": "",
+        # This host's name in `tmail fleet status` ("" = its FQDN).
+        "host": "",
+        # How often `tmail postfix follow` writes Postfix's tables from the
+        # database, and the daemon re-reads keys and secrets and reports in:
+        # a change on one host reaches every other within about this.
+        "sync_interval_s": 10,
+    },
 }
 
 SECRET_KEYS = frozenset({("database", "url")})

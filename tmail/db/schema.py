@@ -294,3 +294,50 @@ reply_notices = sa.Table(
     sa.Column("alias_id", sa.Integer, sa.ForeignKey("aliases.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("sent_at", sa.DateTime, nullable=False),
 )
+
+# -- several hosts on one database -------------------------------------------
+
+# DKIM private keys, sealed with the fleet key (tmail.sealing), when
+# [fleet] key_file is set; one row per domain, selector and algorithm.
+dkim_keys = sa.Table(
+    "dkim_keys", metadata,
+    sa.Column("domain", key_string(255), primary_key=True),
+    sa.Column("selector", key_string(63), primary_key=True),
+    sa.Column("algorithm", key_string(10), primary_key=True),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+# The selector that signs each domain's mail.
+dkim_selectors = sa.Table(
+    "dkim_selectors", metadata,
+    sa.Column("domain", key_string(255), primary_key=True),
+    sa.Column("selector", key_string(63), nullable=False),
+)
+
+# SRS secrets, sealed. Every one verifies; the newest whose signs_from has
+# passed signs, so that every host can verify a new secret before any host
+# signs with it.
+srs_secrets = sa.Table(
+    "srs_secrets", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sealed", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("signs_from", sa.DateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+# What each host last said it uses, for `tmail doctor` to compare: its
+# daemon (keys, SRS, the fleet key) and its follower (Postfix's tables).
+fleet_hosts = sa.Table(
+    "fleet_hosts", metadata,
+    sa.Column("name", key_string(255), primary_key=True),
+    sa.Column("version", sa.String(40), nullable=False, default=""),
+    sa.Column("daemon_seen_at", sa.DateTime, nullable=True),
+    sa.Column("fleet_key_id", sa.String(20), nullable=False, default=""),
+    sa.Column("keys_digest", sa.String(64), nullable=False, default=""),
+    sa.Column("srs_digest", sa.String(64), nullable=False, default=""),
+    sa.Column("tables_seen_at", sa.DateTime, nullable=True),
+    sa.Column("tables_digest", sa.String(64), nullable=False, default=""),
+    sa.Column("transport", sa.String(10), nullable=False, default=""),
+)
