@@ -50,12 +50,12 @@ def build_service(cfg):
     from .deliverability import from_config as deliverability_from_config
     from .delivery import Delivery
     from .service import Service
-    policy = config_mod.policy(cfg)
-    if policy.srs is None:
-        raise config_mod.ConfigError(f"{cfg.path}: [srs] domain is required to forward mail")
     db, d = cfg["database"], cfg["daemon"]
     pool = {} if db["url"].startswith("sqlite") else {"pool_size": 10, "max_overflow": 20}
     engine = make_engine(db["url"], db["busy_timeout_ms"], op_timeout=db["timeout_s"], **pool)
+    policy = config_mod.policy(cfg, engine)
+    if policy.srs is None:
+        raise config_mod.ConfigError(f"{cfg.path}: [srs] domain is required to forward mail")
     resolver = cfg.resolver()
     resolver.install()   # pyspf and dkimpy's fallbacks use dnspython's default resolver
     dns_timeout, dkim_cfg = cfg["dns"]["timeout_s"], cfg["dkim"]
@@ -68,7 +68,7 @@ def build_service(cfg):
                       notice_every=cfg.duration("replies", "notice_every").total_seconds())
     delivery = Delivery(service, (d["reinject_host"], d["reinject_port"]),
                         reinject_timeout=d["reinject_timeout_s"], helo=socket.getfqdn(),
-                        deliverability=deliverability_from_config(cfg, resolver.txt),
+                        deliverability=deliverability_from_config(cfg, resolver.txt, engine),
                         notice_from=cfg.notice_from, keep_user_agent=cfg["replies"]["keep_user_agent"])
     service.notify = delivery.notify
     return service, delivery
@@ -77,6 +77,7 @@ def build_service(cfg):
 def run(cfg, log_file: str | None = None) -> None:
     import Milter
 
+    from .following import Follower
     from .lmtp import lmtp_server
     from .milter import make_factory
     from .servers import deliver_server, guard_server
@@ -86,6 +87,7 @@ def run(cfg, log_file: str | None = None) -> None:
     service, delivery = build_service(cfg)
     with service.read() as store:
         store.domain_names()   # fail early if the database is unreachable
+    Follower(cfg, service.engine, service.policy, delivery.deliverability.keys).start()
     servers = [deliver_server(cfg["daemon"]["deliver_socket"], delivery),
                guard_server(socket_path(cfg, "policy_socket")),
                lmtp_server(socket_path(cfg, "lmtp_socket"), delivery, hostname=socket.getfqdn())]

@@ -39,11 +39,11 @@ class Prepared:
     notes: str = ""
 
 
-def from_config(cfg, txt=None) -> "Deliverability":
+def from_config(cfg, txt=None, engine=None) -> "Deliverability":
     """The configured Deliverability (txt: the resolver's TXT lookup; only
     forwarding needs it, signing tmail's own messages does not)."""
     dkim_cfg = cfg["dkim"]
-    return Deliverability(cfg.key_store(), txt, cfg.authserv_id,
+    return Deliverability(cfg.key_store(engine), txt, cfg.authserv_id,
                           sign=dkim_cfg["sign"], seal=dkim_cfg["arc_seal"])
 
 
@@ -61,6 +61,8 @@ class Deliverability:
 
     # -- keys -----------------------------------------------------------------
     def _stamp(self, domain: str):
+        if hasattr(self.keys, "stamp"):     # the shared database's: re-read every so often
+            return self.keys.stamp(domain)
         directory = os.path.join(getattr(self.keys, "directory", ""), domain)
         stamp = []
         for path in (directory, os.path.join(directory, "active")):
@@ -79,8 +81,10 @@ class Deliverability:
             return cached[1]
         try:
             found = self.keys.signing_keys(domain)
-        except OSError as exc:
+        except Exception as exc:    # unreadable file, database away, a key that does not open
             log.error("cannot read the DKIM keys of %s: %s", domain, exc)
+            if cached:              # the keys read last time, until they can be read again
+                return cached[1]
             found = []
         with self._lock:
             self._key_cache[domain] = (stamp, found)
