@@ -301,12 +301,27 @@ def uninstall_changes(cfg, main: dict[str, str], master: dict[str, str],
     return changes
 
 
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_ROUTABLE = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+")
+
+
+def routable(name: str) -> bool:
+    """A name fit for Postfix's tables: lower-case LDH labels (A-labels),
+    at least two. The database is shared by every host, and whatever any
+    of them (or anyone with access to it) wrote there must not become a
+    regular expression or a second table line here."""
+    return bool(_ROUTABLE.fullmatch(name))
+
+
 def map_files(domains: list[str], service_domains: frozenset[str] = frozenset(),
               nexthop: str = "") -> dict[str, str]:
     """The lookup tables: relay domains, the transport (`nexthop`: see
     nexthop()), the guard's classes. `service_domains`: the SRS and reply
     domains, routed to tmail like the alias domains."""
     names = sorted(set(domains) | set(service_domains))
+    unfit = [n for n in names if not routable(n)]
+    if unfit:
+        raise ValueError(f"not domain names: {', '.join(map(repr, unfit))}")
     return {
         # the exact names only (see maps); domains are LDH A-labels: only dots need escaping
         DOMAINS_TABLE: "".join(f"/^{d.replace('.', chr(92) + '.')}$/ OK\n" for d in names),

@@ -18,8 +18,9 @@ def main(ctx, config_path):
 
 
 def _register():
-    from . import alias, daemon, dkim, doctor, domain, lifecycle, postfix, resolve, setup, token, user, web
-    for module in (alias, daemon, dkim, doctor, domain, lifecycle, postfix, resolve, setup, token, user, web):
+    from . import alias, daemon, dkim, doctor, domain, fleet, lifecycle, postfix, resolve, setup, token, user, web
+    for module in (alias, daemon, dkim, doctor, domain, fleet, lifecycle, postfix, resolve, setup, token,
+                   user, web):
         for command in module.COMMANDS:
             main.add_command(command)
 

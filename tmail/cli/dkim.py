@@ -9,12 +9,13 @@ from __future__ import annotations
 import click
 
 from ..keys import ALGORITHMS, DkimKeyError, check_selector, public_record, record_name, zone_txt
+from ..sealing import SealError
 from .app import CommandError, json_option, pass_app
 from .params import DOMAIN
 
 
 def _store(app):
-    return app.config.key_store()
+    return app.config.key_store(app.engine)
 
 
 def signing_domains(app) -> list[str]:
@@ -48,6 +49,8 @@ def _records(app, store, domain, selector=None) -> list[dict]:
             value = public_record(key.algorithm, store.read(key))
         except OSError as exc:
             raise CommandError(f"cannot read {key.path}: {exc.strerror}") from None
+        except SealError as exc:
+            raise CommandError(str(exc)) from None
         name = record_name(domain, key.dns_selector)
         rows.append({"domain": domain, "selector": key.selector, "algorithm": key.algorithm,
                      "active": key.selector == active, "name": name, "value": value,
@@ -87,7 +90,8 @@ def keygen(app, domain, selector, algorithm, bits, activate):
         if activate or (activate is None and store.active(domain) is None):
             changed |= store.activate(domain, selector)
     except OSError as exc:
-        raise CommandError(f"cannot write keys under {store.directory}: {exc.strerror}") from None
+        raise CommandError(f"cannot write keys under {app.config['dkim']['key_directory']}: "
+                           f"{exc.strerror}") from None
     rows = _records(app, store, domain, selector)
     hint = "" if rows[0]["active"] else \
         f"\n; publish, then: tmail dkim activate --domain {domain} --selector {selector}"

@@ -9,6 +9,7 @@ import click
 from .. import doctor as doctor_mod
 from .app import CommandError, json_option, pass_app
 from .dkim import signing_domains
+from .fleet import fleet_problems
 from .params import DOMAIN
 
 
@@ -41,10 +42,11 @@ def doctor(app, only, host, ips):
         raise CommandError(f"{', '.join(unknown)}: neither a tmail domain nor the SRS domain")
     domains = list(only) or domains
     check_spf = checker(cfg["dns"]["timeout_s"])
-    report = doctor_mod.diagnose(domains, cfg["srs"]["domain"], resolver, cfg.key_store(),
+    report = doctor_mod.diagnose(domains, cfg["srs"]["domain"], resolver, cfg.key_store(app.engine),
                                  doctor_mod.Host(host, addresses),
                                  lambda ip, sender, helo: check_spf(ip, sender, helo).result)
-    errors = sum(c["status"] == doctor_mod.ERROR for d in report for c in d["checks"])
+    fleet = fleet_problems(app)     # where hosts sharing this database disagree
+    errors = sum(c["status"] == doctor_mod.ERROR for d in report for c in d["checks"]) + len(fleet)
     warnings = sum(c["status"] == doctor_mod.WARNING for d in report for c in d["checks"])
     lines = []
     for entry in report:
@@ -53,9 +55,10 @@ def doctor(app, only, host, ips):
             lines.append(f"  {c['status']:8} {c['check']:14} {c['detail']}")
             if c["publish"] and c["status"] != doctor_mod.OK:
                 lines.append(f"           publish: {c['publish']}")
+    lines += [f"fleet: ERROR {p}" for p in fleet]
     lines.append(f"{errors} error(s), {warnings} warning(s)")
     app.emit({"ok": errors == 0, "host": host, "addresses": addresses, "errors": errors,
-              "warnings": warnings, "domains": report}, "\n".join(lines))
+              "warnings": warnings, "domains": report, "fleet": fleet}, "\n".join(lines))
     if errors:
         raise SystemExit(1)
 

@@ -98,6 +98,17 @@ def installed_transport(postconf: Postconf) -> str:
         return "pipe"
 
 
+def routed_domains(cfg, domains: list[str]) -> list[str]:
+    """What Postfix should route to tmail: the database's domains that are
+    fit for its tables (others are named on stderr and left out), and the
+    SRS and reply domains."""
+    unfit = [d for d in domains if not wiring.routable(d)]
+    if unfit:
+        click.echo(f"tmail: warning: the database holds names that are not domain names; Postfix "
+                   f"does not route them: {', '.join(map(repr, unfit))}", err=True)
+    return sorted({d for d in domains if wiring.routable(d)} | cfg.service_domains)
+
+
 def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
               reload: bool = True, transport: str | None = None) -> list[str]:
     """Write tmail's lookup tables from the database; returns the ones changed.
@@ -113,7 +124,7 @@ def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
     os.makedirs(directory, mode=0o755, exist_ok=True)
     changed = []
     hop = wiring.nexthop(cfg, transport or installed_transport(postconf))
-    for name, content in wiring.map_files(domains, cfg.service_domains, hop).items():
+    for name, content in wiring.map_files(routed_domains(cfg, domains), nexthop=hop).items():
         path = os.path.join(directory, name)
         compiled = wiring.indexed(name)
         try:
@@ -223,6 +234,43 @@ def sync(app):
     changed = sync_maps(app.config, domains)
     app.emit({"ok": True, "changed": bool(changed), "maps": changed},
              "\n".join(f"wrote {m}" for m in changed) or "tables up to date")
+
+
+@postfix.command("follow")
+@click.option("--once", is_flag=True, help="Sync once and exit (errors exit 1).")
+@pass_app
+def follow(app, once):
+    """Keep this host's Postfix tables following the database (as root).
+
+    Every [fleet] sync_interval_s: write tmail's tables from the database's
+    domains and reload Postfix if they changed, then report in (`tmail
+    fleet status`). Run by tmail-follow.service on each of several MX hosts
+    that share one database; a failure is printed and tried again."""
+    import time
+
+    from ..core.durations import utcnow
+    from ..core.fleet import tables_digest
+    from ..db import fleet as fleet_db
+    cfg = app.config
+    postconf = Postconf(cfg["postfix"]["config_directory"])
+    while True:
+        started = time.monotonic()
+        try:
+            with app.reading() as store:
+                names = store.domain_names()
+            transport = installed_transport(postconf)
+            for path in sync_maps(cfg, names, postconf, transport=transport):
+                click.echo(f"{utcnow():%Y-%m-%d %H:%M:%S} tmail-follow: wrote {path}", err=True)
+            with app.engine.begin() as conn:
+                fleet_db.report(conn, cfg.host_name, tables_seen_at=utcnow(), transport=transport,
+                                tables_digest=tables_digest(routed_domains(cfg, names)))
+        except Exception as exc:
+            if once:
+                raise
+            click.echo(f"{utcnow():%Y-%m-%d %H:%M:%S} tmail-follow: error: {exc}", err=True)
+        if once:
+            return
+        time.sleep(max(0.0, cfg["fleet"]["sync_interval_s"] - (time.monotonic() - started)))
 
 
 postfix.add_command(check)

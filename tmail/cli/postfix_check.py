@@ -81,7 +81,8 @@ def check(app):
     """Report what is missing or wrong between Postfix and tmail."""
     from ..db.engine import sqlite_path
     from ..mailpath.daemon import socket_path
-    from .postfix import Postconf, current_state
+    from .fleet import fleet_problems
+    from .postfix import Postconf, current_state, routed_domains
     cfg = app.config
     postconf = Postconf(cfg["postfix"]["config_directory"])
     results = []
@@ -120,7 +121,8 @@ def check(app):
         domains = store.domain_names()
     directory = cfg["postfix"]["map_directory"]
     stale = []
-    for name, content in wiring.map_files(domains, cfg.service_domains, wiring.nexthop(cfg, transport)).items():
+    routed = routed_domains(cfg, domains)
+    for name, content in wiring.map_files(routed, nexthop=wiring.nexthop(cfg, transport)).items():
         path = os.path.join(directory, name)
         try:
             with open(path) as handle:
@@ -156,7 +158,8 @@ def check(app):
                + (f", readable by {owner}" if to_postfix else ""))
     except OSError as exc:
         report("configuration file", False, f"{cfg.path}: {exc.strerror}")
-    for label, path in (("SRS secret file", cfg["srs"]["secret_file"]),
+    for label, path in (("SRS secret file", None if cfg.fleet else cfg["srs"]["secret_file"]),
+                        ("fleet key file", cfg["fleet"]["key_file"]),
                         ("database file", sqlite_path(cfg["database"]["url"]))):
         if not path:
             continue
@@ -169,6 +172,12 @@ def check(app):
                    + ("" if owned else f", not owned by {user}"))
         except OSError as exc:
             report(label, False, f"{path}: {exc.strerror}")
+    # Several hosts on this database: do they all follow it alike?
+    try:
+        problems = fleet_problems(app)
+        report("fleet", not problems, "; ".join(problems) or "every host agrees (or this one is alone)")
+    except Exception as exc:
+        report("fleet", False, f"cannot read the hosts' reports: {exc}")
     ok = all(r["ok"] for r in results)
     app.emit({"ok": ok, "checks": results},
              "\n".join(f"[{'ok' if r['ok'] else 'FAIL'}] {r['check']}: {r['detail']}" for r in results))
