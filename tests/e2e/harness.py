@@ -56,8 +56,9 @@ def connects(path: str) -> bool:
 
 class Instance:
     def __init__(self, sink_port: int, db_url: str | None = None, config: dict | None = None,
-                 transport: str = "pipe"):
+                 transport: str = "pipe", fleet_key: str | None = None):
         self.transport = transport           # how Postfix hands mail to tmail: pipe or lmtp
+        self.fleet_key = fleet_key           # one of several hosts on db_url: the shared key
         self.tmail_user = pwd.getpwnam("tmail")  # created by install.sh --deps-only
         self.base = tempfile.mkdtemp(prefix="tmail-e2e-", dir="/var/tmp")
         os.chmod(self.base, 0o755)
@@ -138,10 +139,18 @@ class Instance:
                 f'reinject_listener = "127.0.0.1:{self.reinject_port}"\n')
         with open(self.config, "rb") as handle:
             values = tomllib.load(handle)
+        if self.fleet_key:
+            key_file = f"{self.home}/fleet.key"
+            with open(os.open(key_file, os.O_CREAT | os.O_WRONLY, 0o600), "w") as handle:
+                handle.write(self.fleet_key + "\n")
+            shutil.chown(key_file, "tmail", "tmail")
+            extra["fleet"] = {"key_file": key_file}
         for section, items in [*extra.items(), *self.extra_config.items()]:
             values.setdefault(section, {}).update(items)
         with open(self.config, "w") as handle:
             handle.write(render(values))
+        if self.fleet_key:    # the first host's SRS secret becomes the fleet's; later hosts' are unused
+            self.tmail("fleet", "import")
         self.tmail("domain", "add", "d.test")
         subprocess.run(["postfix", "-c", self.conf, "start"], check=True, capture_output=True)
         self.tmail("postfix", "install", "--transport", self.transport, as_root=True)
@@ -196,6 +205,18 @@ class Instance:
             self.daemon.send_signal(signal.SIGKILL)
             self.daemon.wait(10)
 
+    def start_follower(self):
+        """`tmail postfix follow`, as root (as tmail-follow.service runs it)."""
+        self.follower = subprocess.Popen(
+            [TMAIL, "--config", self.config, "postfix", "follow"], cwd="/",
+            stdout=subprocess.DEVNULL, stderr=open(f"{self.base}/follow.log", "ab"))
+
+    def stop_follower(self):
+        follower = getattr(self, "follower", None)
+        if follower and follower.poll() is None:
+            follower.terminate()
+            follower.wait(10)
+
     # -- postfix -------------------------------------------------------------
     def flush(self):
         subprocess.run(["postqueue", "-c", self.conf, "-f"], capture_output=True)
@@ -223,6 +244,7 @@ class Instance:
 
     def teardown(self):
         self.kill_daemon()
+        self.stop_follower()
         self.dns.close()
         subprocess.run(["postfix", "-c", self.conf, "stop"], capture_output=True)
         if os.environ.get("TMAIL_KEEP_E2E"):
