@@ -213,15 +213,16 @@ PY
 # 7. The daemon: under systemd where it runs, else a plain background daemon.
 if [ -d /run/systemd/system ]; then
   reload=""
-  for unit in tmail.service tmail-maintenance.service tmail-maintenance.timer; do
+  for unit in tmail.service tmail-follow.service tmail-maintenance.service tmail-maintenance.timer; do
     if ! cmp -s "$SRC/systemd/$unit" "/etc/systemd/system/$unit"; then
       install -m 0644 "$SRC/systemd/$unit" "/etc/systemd/system/$unit"
       reload=1
     fi
   done
   [ -z "$reload" ] || systemctl daemon-reload
-  systemctl enable -q tmail tmail-maintenance.timer
+  systemctl enable -q tmail tmail-follow tmail-maintenance.timer
   systemctl start tmail-maintenance.timer
+  if [ -n "$changed_code$reload" ]; then systemctl restart tmail-follow; else systemctl start tmail-follow; fi
   # (Re)started when the code or a unit changed, or when it does not answer.
   if [ -n "$changed_code$reload" ] || ! answering 1 0; then systemctl restart tmail; fi
   if ! answering 20 0; then
