@@ -76,17 +76,16 @@ class DbKeyStore:
 
     # -- changes (the CLI) ---------------------------------------------------
     def put(self, domain: str, selector: str, algorithm: str, private: bytes) -> bool:
-        """Store a key made elsewhere (an import); False if that slot is taken."""
-        with self.engine.begin() as conn:
-            exists = conn.execute(sa.select(dkim_keys.c.domain).where(
-                dkim_keys.c.domain == domain, dkim_keys.c.selector == selector,
-                dkim_keys.c.algorithm == algorithm)).first()
-            if exists:
-                return False
-            conn.execute(dkim_keys.insert().values(
-                domain=domain, selector=selector, algorithm=algorithm,
-                sealed=self.sealer.seal(_what(domain, selector, algorithm), private),
-                created_at=to_db(utcnow())))
+        """Store a key made elsewhere (an import); False if that slot is
+        taken (by another host too, at the same moment: the first one wins)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(dkim_keys.insert().values(
+                    domain=domain, selector=selector, algorithm=algorithm,
+                    sealed=self.sealer.seal(_what(domain, selector, algorithm), private),
+                    created_at=to_db(utcnow())))
+        except sa.exc.IntegrityError:
+            return False
         return True
 
     def create(self, domain: str, selector: str, algorithm: str, bits: int = 2048) -> tuple[StoredKey, bool]:
@@ -98,14 +97,16 @@ class DbKeyStore:
     def activate(self, domain: str, selector: str) -> bool:
         if not any(k.selector == selector for k in self.keys(domain)):
             raise DkimKeyError(f"no key for selector {selector!r} of {domain} (run `tmail dkim keygen`)")
+        if self.active(domain) == selector:
+            return False
         with self.engine.begin() as conn:
-            current = conn.execute(sa.select(dkim_selectors.c.selector)
-                                   .where(dkim_selectors.c.domain == domain)).scalar()
-            if current == selector:
-                return False
-            if current is None:
-                conn.execute(dkim_selectors.insert().values(domain=domain, selector=selector))
-            else:
+            if conn.execute(dkim_selectors.update().where(dkim_selectors.c.domain == domain)
+                            .values(selector=selector)).rowcount:
+                return True
+            try:
+                with conn.begin_nested():
+                    conn.execute(dkim_selectors.insert().values(domain=domain, selector=selector))
+            except sa.exc.IntegrityError:     # another host activated one meanwhile: this one wins
                 conn.execute(dkim_selectors.update().where(dkim_selectors.c.domain == domain)
                              .values(selector=selector))
         return True
