@@ -235,7 +235,6 @@ def test_status_names_a_host_that_never_wrote_its_tables(fleet_cli):
     status = fleet_cli.json("fleet", "status", ok=1)
     assert [h["host"] for h in status["hosts"]] == ["mx-a"]
     assert any("its follower" in p for p in status["problems"])
-    fleet_cli("postfix", "follow", "--once", ok=None)    # writes no tables here: no map_directory
     assert fleet_cli.json("fleet", "forget", "mx-a")["changed"] is True
 
 
@@ -245,3 +244,20 @@ def test_keygen_prints_a_usable_key(tmp_path):
     from tmail.cli import main
     key = CliRunner().invoke(main, ["fleet", "keygen"]).stdout.strip()
     assert len(base64.b64decode(key)) == 32
+
+
+def test_the_follower_reads_the_database_as_the_tmail_user_not_root():
+    import os
+    import pwd
+
+    from tmail.cli.app import CommandError
+    from tmail.cli.follow import as_user
+    expected = pwd.getpwnam("tmail").pw_uid if os.geteuid() == 0 else os.geteuid()
+    assert as_user("tmail", lambda: [os.geteuid(), os.getegid(), os.getgroups()]) == \
+        [expected, pwd.getpwnam("tmail").pw_gid if os.geteuid() == 0 else os.getegid(),
+         [] if os.geteuid() == 0 else os.getgroups()]
+
+    def fails():
+        raise RuntimeError("the database is away")
+    with pytest.raises((CommandError, RuntimeError), match="the database is away"):
+        as_user("tmail", fails)

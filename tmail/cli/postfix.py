@@ -9,6 +9,7 @@ import click
 
 from .. import postfix_wiring as wiring
 from .app import CommandError, json_option, pass_app
+from .follow import follow
 from .postfix_check import check
 
 
@@ -236,42 +237,6 @@ def sync(app):
              "\n".join(f"wrote {m}" for m in changed) or "tables up to date")
 
 
-@postfix.command("follow")
-@click.option("--once", is_flag=True, help="Sync once and exit (errors exit 1).")
-@pass_app
-def follow(app, once):
-    """Keep this host's Postfix tables following the database (as root).
-
-    Every [fleet] sync_interval_s: write tmail's tables from the database's
-    domains and reload Postfix if they changed, then report in (`tmail
-    fleet status`). Run by tmail-follow.service on each of several MX hosts
-    that share one database; a failure is printed and tried again."""
-    import time
-
-    from ..core.durations import utcnow
-    from ..core.fleet import tables_digest
-    from ..db import fleet as fleet_db
-    cfg = app.config
-    postconf = Postconf(cfg["postfix"]["config_directory"])
-    while True:
-        started = time.monotonic()
-        try:
-            with app.reading() as store:
-                names = store.domain_names()
-            transport = installed_transport(postconf)
-            for path in sync_maps(cfg, names, postconf, transport=transport):
-                click.echo(f"{utcnow():%Y-%m-%d %H:%M:%S} tmail-follow: wrote {path}", err=True)
-            with app.engine.begin() as conn:
-                fleet_db.report(conn, cfg.host_name, tables_seen_at=utcnow(), transport=transport,
-                                tables_digest=tables_digest(routed_domains(cfg, names)))
-        except Exception as exc:
-            if once:
-                raise
-            click.echo(f"{utcnow():%Y-%m-%d %H:%M:%S} tmail-follow: error: {exc}", err=True)
-        if once:
-            return
-        time.sleep(max(0.0, cfg["fleet"]["sync_interval_s"] - (time.monotonic() - started)))
-
-
 postfix.add_command(check)
+postfix.add_command(follow)
 COMMANDS = [postfix]
