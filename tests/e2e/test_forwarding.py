@@ -52,7 +52,7 @@ def message(subject: bytes, extra: bytes = b"", body: bytes = b"hello\r\n") -> b
 
 
 @pytest.fixture(scope="module")
-def states(aliases):
+def states(aliases, sink):
     mx = aliases
     mx.tmail("alias", "add", "off", "--domain", "d.test", "--to", "me@real.test")
     mx.tmail("alias", "disable", "off@d.test")
@@ -61,6 +61,8 @@ def states(aliases):
     mx.tmail("alias", "add", "picky", "--domain", "d.test", "--to", "me@real.test")
     mx.tmail("alias", "block-sender", "picky@d.test", "@spam.test")
     send(mx, ["used@d.test"], message(b"use it up"))
+    # waited for here: each test empties the sink first
+    sink.wait_for(lambda m: b"use it up" in m.data)
     return mx
 
 
@@ -84,8 +86,7 @@ def test_refused_recipients_get_their_exact_reply_and_nothing_is_queued(states, 
     assert f": to=<{rcpt}>," not in states.maillog()
 
 
-def test_count_limit_refuses_once_used_up(states, sink):
-    sink.wait_for(lambda m: b"use it up" in m.data)
+def test_count_limit_refuses_once_used_up(states):
     assert rcpt_reply(states, "used@d.test") == as_smtplib(replies.EXPIRED)
 
 

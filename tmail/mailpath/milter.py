@@ -12,11 +12,15 @@ thus gets the verdict of the address Postfix will deliver to, and a
 recipient Postfix does not route to tmail is not touched (nor does it wait
 for the database).
 
-Callbacks are negotiated as few and as cheap as possible: CONNECT, HELO,
-MAIL FROM and the header fields are 'no reply' (Postfix does not wait for
-them); only RCPT and the end of the message are answered, and the body
-only for replies through a reverse alias (any other message answers its
-first body chunk with SKIP).
+Callbacks are negotiated as few and as cheap as possible, since every one
+is paid by all the mail the server takes, tmail's or not: no CONNECT (the
+client's address comes as the {client_addr} macro with RCPT); HELO, MAIL
+FROM and the header fields are 'no reply' (Postfix does not wait for
+them); RCPT is answered; at DATA a message with no recipient of tmail's is
+answered ACCEPT, and Postfix sends the milter nothing more of it (no header
+fields, body or end of message). For tmail's messages the end is answered,
+and the body read only for replies through a reverse alias (any other
+message answers its first body chunk with SKIP).
 
 A reply is accepted at RCPT if its reverse alias can carry one; who sent
 it is decided at the end of data, where the whole message is known: its
@@ -33,8 +37,8 @@ is not changed (other recipients share it).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
-import socket
 
 import Milter
 
@@ -66,8 +70,20 @@ from .service import counts
 log = logging.getLogger("tmail.milter")
 
 TRANSPORT = "tmail"     # the master.cf service tmail's tables route to
-RCPT_MACROS = ("{rcpt_addr}", "{rcpt_mailer}")
+RCPT_MACROS = ("{rcpt_addr}", "{rcpt_mailer}", "{client_addr}")
 MAX_REPLY_HEADER = 1024 * 1024     # a reply's header block kept for DKIM (Postfix's header_size_limit is 100 KB)
+
+
+def _client_ip(value: str | None) -> str | None:
+    """The client's address from {client_addr} ("IPv6:2001:db8::1" for v6)."""
+    if not value:
+        return None
+    if value[:5].lower() == "ipv6:":
+        value = value[5:]
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 def _unbracket(address: str) -> str:
@@ -100,13 +116,6 @@ class TmailMilter(Milter.Base):
         self.reply_header: list[bytes] = []
         self.reply_header_size = 0
         self.body_hashes = None     # a reply's, taken as its body streams past
-
-    @Milter.noreply
-    def connect(self, hostname, family, hostaddr):
-        if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
-            # libmilter gives (address, port, ...); pymilter's TestCtx the address alone
-            self.client_ip = hostaddr[0] if isinstance(hostaddr, tuple) else hostaddr
-        return Milter.CONTINUE
 
     @Milter.noreply
     def hello(self, hostname):
@@ -142,6 +151,7 @@ class TmailMilter(Milter.Base):
         if mailer != TRANSPORT:
             log.debug("rcpt=<%s> from=<%s> verdict=not-ours transport=%s", raw, self.sender, mailer)
             return Milter.CONTINUE
+        self.client_ip = _client_ip(self.getsymval("{client_addr}"))
         try:
             parse_sender(self.sender)
         except AddressError as exc:
@@ -192,6 +202,13 @@ class TmailMilter(Milter.Base):
         self.receipts.append(Receipt(key, verdict_name(verdict), counted=now_counted,
                                      smtputf8=self.smtputf8,
                                      alias=alias_key(verdict.alias.address) if verdict.alias else ""))
+        return Milter.CONTINUE
+
+    def data(self):
+        if not self.receipts:
+            # None of tmail's: Postfix sends nothing more of this message
+            # (its header fields, body and end), at the cost of this one answer.
+            return Milter.ACCEPT
         return Milter.CONTINUE
 
     @Milter.noreply
