@@ -328,6 +328,8 @@ def test_errors_in_json_mode_are_json_too(cli):
 
 def test_from_rewrite_per_domain_and_per_alias(cli):
     assert cli.json("domain", "show", "d.test")["settings"]["from_rewrite"] == "when-needed"
+    # the default, set explicitly, is no change (Ansible's check mode predicts from `show`)
+    assert cli.json("domain", "set", "d.test", "--from-rewrite", "when-needed")["changed"] is False
     assert cli.json("domain", "set", "d.test", "--from-rewrite", "never")["settings"]["from_rewrite"] == "never"
     added = cli.json("alias", "add", "fr", "--domain", "d.test", "--to", "me@x.test", "--from-rewrite", "always")
     assert added["alias"]["from_rewrite"] == "always"
@@ -370,3 +372,38 @@ def test_list_streams_the_same_json_and_text_as_one_object(cli):
         '{"aliases": [], "ok": true}')
     assert cli("alias", "list", "--state", "disabled").stdout.strip() == "no aliases"
     assert cli("alias", "list").stdout.splitlines()[0].startswith("a@d.test")
+
+
+def test_domain_ensure_adds_sets_and_removes_and_says_when_nothing_changed(cli):
+    first = cli.json("domain", "ensure", "e.test", "--default-ttl", "7d")
+    assert first["changed"] is True and first["settings"]["default_ttl_seconds"] == 7 * 86400
+    assert cli.json("domain", "ensure", "e.test", "--default-ttl", "7d")["changed"] is False
+    assert cli.json("domain", "ensure", "e.test")["changed"] is False
+    assert cli.json("domain", "ensure", "e.test", "--shared")["changed"] is True
+    cli("alias", "add", "x", "--domain", "e.test", "--to", "me@x.test")
+    refused = cli.json("domain", "ensure", "e.test", "--absent", ok=1)
+    assert "still has 1 alias" in refused["error"]
+    gone = cli.json("domain", "ensure", "e.test", "--absent", "--force")
+    assert (gone["changed"], gone["aliases_removed"]) == (True, 1)
+    assert cli.json("domain", "ensure", "e.test", "--absent")["changed"] is False
+
+
+def test_dry_runs_report_what_a_real_run_would_and_write_nothing(cli):
+    def domains():
+        return [d["domain"] for d in cli.json("domain", "list")["domains"]]
+    for args in (("domain", "ensure", "f.test", "--default-idle", "30d"),
+                 ("domain", "ensure", "d.test", "--absent")):
+        before = domains()
+        assert cli.json(*args, "--dry-run") == {**cli.json(*args, "--dry-run"), "changed": True, "dry_run": True}
+        assert domains() == before
+    ensure = ("alias", "ensure", "new@d.test", "--to", "me@x.test", "--max-messages", "5")
+    predicted = cli.json(*ensure, "--dry-run")
+    assert predicted["changed"] is True and predicted["dry_run"] is True
+    cli("alias", "show", "new@d.test", ok=1)
+    done = cli.json(*ensure)
+    assert done["changed"] is True and done["alias"]["max_messages"] == predicted["alias"]["max_messages"] == 5
+    assert cli.json(*ensure, "--dry-run")["changed"] is False
+    assert cli.json(*ensure[:-1], "6", "--dry-run")["changed"] is True
+    assert cli.json("alias", "show", "new@d.test")["alias"]["max_messages"] == 5
+    assert cli.json("alias", "ensure", "new@d.test", "--absent", "--dry-run")["changed"] is True
+    cli("alias", "show", "new@d.test")

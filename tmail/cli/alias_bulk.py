@@ -49,14 +49,17 @@ def desired(spec: Spec, existing, rules, now, domain_defaults=None):
               help="The whole list of blocked senders (repeatable).")
 @click.option("--no-blocks", is_flag=True, help="Block no sender.")
 @click.option("--absent", is_flag=True, help="Make sure the alias does not exist.")
+@click.option("--dry-run", is_flag=True, help="Say what would change; change nothing (check mode).")
 @settings_options
 @json_option
 @pass_app
-def ensure(app, address, to, enabled, blocked, no_blocks, absent, allow_tmail_destination, **options):
+def ensure(app, address, to, enabled, blocked, no_blocks, absent, dry_run, allow_tmail_destination, **options):
     """Make ADDRESS match the given options; says whether anything changed.
 
     Options not given are left as they are; --ttl counts from the alias's
-    creation, so running the same command again changes nothing.
+    creation, so running the same command again changes nothing. With
+    --dry-run the same work is done and rolled back: `changed` and the
+    alias are what a real run would report.
     """
     if not absent and not to:
         raise UsageError("--to is required unless --absent")
@@ -64,7 +67,11 @@ def ensure(app, address, to, enabled, blocked, no_blocks, absent, allow_tmail_de
     spec = Spec(address.local, address.domain, tuple(to),
                 _settings(enabled=enabled, blocked=block_list, **options), not absent)
     now = utcnow()
-    with app.store() as store:
+    with app.store(dry_run=dry_run) as store:
+        if absent and not store.is_tmail_domain(address.domain):
+            app.emit({"ok": True, "changed": False, "dry_run": dry_run, "address": str(address), "alias": None},
+                     f"{address}: absent")
+            return
         store.require_domain(address.domain)
         rules = alias_rules(app, store, allow_tmail_destination)
         existing = store.get_alias(address.key, address.domain)
@@ -73,8 +80,9 @@ def ensure(app, address, to, enabled, blocked, no_blocks, absent, allow_tmail_de
             changed = existing is not None
             if changed:
                 store.remove_alias(existing, now)
-            app.emit({"ok": True, "changed": changed, "address": str(address), "alias": None},
-                     f"{address}: {'removed' if changed else 'absent'}")
+            app.emit({"ok": True, "changed": changed, "dry_run": dry_run, "address": str(address),
+                      "alias": None},
+                     f"{address}: {('would be ' if dry_run else '') + 'removed' if changed else 'absent'}")
             return
         if existing is None:
             check_not_quarantined(app, store, want.local, want.domain, now)
@@ -83,8 +91,8 @@ def ensure(app, address, to, enabled, blocked, no_blocks, absent, allow_tmail_de
             record, changed = existing, False
         else:
             record, changed = store.replace_alias(want), True
-    app.emit({"ok": True, "changed": changed, "alias": rules_mod.describe(record, now)},
-             f"{record.address}: {'changed' if changed else 'unchanged'}")
+    app.emit({"ok": True, "changed": changed, "dry_run": dry_run, "alias": rules_mod.describe(record, now)},
+             f"{record.address}: {('would be ' if dry_run else '') + 'changed' if changed else 'unchanged'}")
 
 
 _IMPORT_KEYS = {"address", "to", "ttl", "expires", "max_messages", "idle", "on_expiry",

@@ -44,11 +44,15 @@ class App:
         return self._engine
 
     @contextlib.contextmanager
-    def store(self):
-        """One transaction for the whole command: all of it lands or none."""
+    def store(self, dry_run: bool = False):
+        """One transaction for the whole command: all of it lands or none.
+        `dry_run`: the command runs as it would, and then rolls back, so
+        what it reports is exactly what it would have done (check mode)."""
         from ..db.store import Store
         with self.engine.begin() as conn:
             yield Store(conn)
+            if dry_run:
+                conn.rollback()
 
     @contextlib.contextmanager
     def reading(self):
