@@ -6,7 +6,10 @@ is noisy: compare only side by side):
   - msg/s for N 1 KB messages (smtp-source -> Postfix -> ... -> sink):
     native virtual_alias_maps forwarding, a minimal stdlib pipe script
     (bench/minimal_pipe.py), tmail through the pipe and tmail through LMTP
-    (`tmail postfix install --transport`, switched between turns);
+    (`tmail postfix install --transport`, switched between turns), with
+    d.test's DKIM keys active, so tmail signs (RSA and ed25519) and seals;
+  - CPU per forwarded message for each: Postfix's processes (the pipe's
+    tmail-deliver among them) and the tmail daemon;
   - acceptance rate of mail that is not tmail's, milter on and off
     (outbound delivery held, so only smtpd's work is timed);
   - peak RSS of tmail-deliver, and the daemon's peak growth, on 20 MB.
@@ -70,13 +73,63 @@ def smtp_source(mx, count, to, sessions=20, size=1024):
     return time.perf_counter() - t0
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int, children: bool = True) -> float:
+    """Seconds of CPU a process used (and, with `children`, its reaped
+    descendants: an exited smtpd, pipe or tmail-deliver is counted in its
+    parent's cutime once waited for, so nothing is lost or counted twice)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    used = int(fields[11]) + int(fields[12])                 # utime, stime
+    if children:
+        used += int(fields[13]) + int(fields[14])            # cutime, cstime
+    return used / TICK
+
+
+def _descendants(root: int) -> list[int]:
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parents[int(entry)] = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return found
+
+
+def postfix_cpu(mx) -> float:
+    """Postfix's master and everything under it, live or reaped."""
+    with open(f"{mx.queue}/pid/master.pid") as handle:
+        master = int(handle.read().split()[0])
+    return sum(_cpu_of(pid) for pid in _descendants(master))
+
+
+def cpu_now(mx) -> tuple[float, float]:
+    return postfix_cpu(mx), _cpu_of(mx.daemon.pid, children=False)
+
+
 def forward_rate(mx, sink, count, to, dest):
+    """msg/s, and CPU ms per message of Postfix's processes and of the daemon."""
     before = sink.count(dest)
+    cpu_before = cpu_now(mx)
     t0 = time.perf_counter()
     smtp_source(mx, count, to)
     wait_until(lambda: sink.count(dest) >= before + count, timeout=900,
                what=f"{count} messages to {dest}", interval=0.1)
-    return count / (time.perf_counter() - t0)
+    rate = count / (time.perf_counter() - t0)
+    cpu_after = cpu_now(mx)
+    return rate, tuple(1000 * (a - b) / count for a, b in zip(cpu_after, cpu_before, strict=True))
 
 
 def setup_baselines(mx):
@@ -98,6 +151,8 @@ def setup_baselines(mx):
                    check=True)
     mx.reload()
     mx.tmail("alias", "add", "fwd", "--domain", "d.test", "--to", "tmail-dest@real.test")
+    # signing on: forwarded mail gets d.test's DKIM signatures and ARC set
+    mx.tmail("dkim", "keygen", "--domain", "d.test", "--selector", "bench", as_root=True)
 
 
 def acceptance(mx, count, milter_on, milters):
@@ -149,14 +204,21 @@ def alternating_rates(mx, sink, args, targets: dict) -> dict:
     names take turns within each round, so drift on a noisy machine hits
     all of them. tmail's transport is switched before each of its turns."""
     rates = {name: [] for name in targets}
+    cpu = {name: [] for name in targets}
     for _ in range(args.rounds):
         for name, (to, dest, transport) in targets.items():
             if transport:
                 use_transport(mx, transport)
-            rates[name].append(forward_rate(mx, sink, args.messages, to, dest))
-    print(f"forwarding, {args.messages} x 1 KB messages, {args.rounds} rounds (msg/s per round):")
+            rate, used = forward_rate(mx, sink, args.messages, to, dest)
+            rates[name].append(rate)
+            cpu[name].append(used)
+    print(f"forwarding, {args.messages} x 1 KB messages, {args.rounds} rounds (msg/s per round), "
+          "and CPU per forwarded message (ms, the round's median of Postfix's processes + the daemon):")
     for name, values in rates.items():
-        print(f"  {name:28} {' '.join(f'{v:7.1f}' for v in values)}   best {max(values):7.1f}")
+        postfix = sorted(c[0] for c in cpu[name])[len(cpu[name]) // 2]
+        daemon = sorted(c[1] for c in cpu[name])[len(cpu[name]) // 2]
+        print(f"  {name:28} {' '.join(f'{v:7.1f}' for v in values)}   best {max(values):7.1f}"
+              f"   CPU/msg: Postfix {postfix:5.1f} + daemon {daemon:5.1f} = {postfix + daemon:5.1f} ms")
     return rates
 
 
