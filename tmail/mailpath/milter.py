@@ -13,9 +13,8 @@ recipient Postfix does not route to tmail is not touched (nor does it wait
 for the database).
 
 Callbacks are negotiated as few and as cheap as possible, since every one
-is paid by all the mail the server takes, tmail's or not: no CONNECT (the
-client's address comes as the {client_addr} macro with RCPT); HELO, MAIL
-FROM and the header fields are 'no reply' (Postfix does not wait for
+is paid by all the mail the server takes, tmail's or not: CONNECT, HELO,
+MAIL FROM and the header fields are 'no reply' (Postfix does not wait for
 them); RCPT is answered; at DATA a message with no recipient of tmail's is
 answered ACCEPT, and Postfix sends the milter nothing more of it (no header
 fields, body or end of message). For tmail's messages the end is answered,
@@ -37,8 +36,8 @@ is not changed (other recipients share it).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
+import socket
 
 import Milter
 
@@ -70,20 +69,8 @@ from .service import counts
 log = logging.getLogger("tmail.milter")
 
 TRANSPORT = "tmail"     # the master.cf service tmail's tables route to
-RCPT_MACROS = ("{rcpt_addr}", "{rcpt_mailer}", "{client_addr}")
+RCPT_MACROS = ("{rcpt_addr}", "{rcpt_mailer}")
 MAX_REPLY_HEADER = 1024 * 1024     # a reply's header block kept for DKIM (Postfix's header_size_limit is 100 KB)
-
-
-def _client_ip(value: str | None) -> str | None:
-    """The client's address from {client_addr} ("IPv6:2001:db8::1" for v6)."""
-    if not value:
-        return None
-    if value[:5].lower() == "ipv6:":
-        value = value[5:]
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return None
 
 
 def _unbracket(address: str) -> str:
@@ -101,6 +88,15 @@ class TmailMilter(Milter.Base):
         self.client_ip: str | None = None
         self.helo = ""
         self._reset("")
+
+    @Milter.noreply
+    def connect(self, hostname, family, hostaddr):
+        # Postfix sends no {client_addr} with RCPT when asked (tried): the
+        # client's address comes here, without Postfix waiting for an answer.
+        if family in (socket.AF_INET, socket.AF_INET6) and hostaddr:
+            # libmilter gives (address, port, ...); pymilter's TestCtx the address alone
+            self.client_ip = hostaddr[0] if isinstance(hostaddr, tuple) else hostaddr
+        return Milter.CONTINUE
 
     def _reset(self, sender: str):
         self.sender = sender
@@ -151,7 +147,6 @@ class TmailMilter(Milter.Base):
         if mailer != TRANSPORT:
             log.debug("rcpt=<%s> from=<%s> verdict=not-ours transport=%s", raw, self.sender, mailer)
             return Milter.CONTINUE
-        self.client_ip = _client_ip(self.getsymval("{client_addr}"))
         try:
             parse_sender(self.sender)
         except AddressError as exc:
