@@ -30,7 +30,7 @@ def test_a_sealed_secret_opens_only_with_its_key_and_under_its_own_name():
     assert sealer(key).open("dkim:d.test:s1:rsa", sealed) == b"private bytes"
     with pytest.raises(SealError, match="fleet key"):
         sealer(key).open("dkim:e.test:s1:rsa", sealed)      # moved to another domain's row
-    with pytest.raises(SealError, match="hosts' key files differ"):
+    with pytest.raises(SealError, match="sealed under another host's key, or altered"):
         sealer().open("dkim:d.test:s1:rsa", sealed)         # another host's key
     assert sealer(key).seal("x", b"same") != sealer(key).seal("x", b"same")   # a fresh nonce each time
 
@@ -261,3 +261,74 @@ def test_the_follower_reads_the_database_as_the_tmail_user_not_root():
         raise RuntimeError("the database is away")
     with pytest.raises((CommandError, RuntimeError), match="the database is away"):
         as_user("tmail", fails)
+
+
+# -- what an attacker with the database, or a host with another key, can do --
+def test_a_row_that_does_not_open_is_left_out_not_fatal(engine):
+    seal = sealer()
+    with engine.begin() as conn:
+        fleet_db.add_srs_secret(conn, seal, b"good", NOW - timedelta(days=1), NOW - timedelta(days=1))
+        fleet_db.add_srs_secret(conn, sealer(), b"other key", NOW, NOW)         # a host with another key
+        conn.execute(fleet_db.srs_secrets.insert().values(sealed="v1:AAAA", created_at=NOW.replace(tzinfo=None),
+                                                          signs_from=NOW.replace(tzinfo=None)))
+    with engine.connect() as conn:
+        assert fleet_db.read_srs_secrets(conn, seal, NOW) == [b"good"]
+        assert fleet_db.key_opens(conn, seal) is True
+        assert fleet_db.key_opens(conn, sealer()) is False
+
+
+@pytest.mark.parametrize("sealed", ["v1:AAAAA", "v1:AAAA", "v1:" + "A" * 40, "V1:xyz", "", "v1:!!!!"])
+def test_every_malformed_sealed_value_is_a_seal_error(sealed):
+    with pytest.raises(SealError, match="does not open"):
+        sealer().open("srs:1", sealed)
+
+
+def test_a_host_with_another_key_may_not_add_secrets(fleet_cli, tmp_path):
+    fleet_cli("fleet", "import")
+    (tmp_path / "fleet.key").write_text(new_key() + "\n")      # this host's key now differs
+    for args in (("srs", "rotate"), ("dkim", "keygen", "--domain", "d.test", "--selector", "s9")):
+        assert "opens none of the secrets in the database" in fleet_cli(*args, ok=1).output
+
+
+def test_digests_of_secrets_are_keyed_with_the_fleet_key():
+    import hashlib
+    seal = sealer()
+    plain = fleet_db.secrets_digest([b"test-secret-1"])
+    assert fleet_db.secrets_digest([b"test-secret-1"], seal) != plain
+    assert plain == hashlib.sha256(hashlib.sha256(b"test-secret-1").digest()).hexdigest()[:16]
+    assert fleet_db.secrets_digest([b"s"], seal) == fleet_db.secrets_digest([b"s"], seal)
+
+
+def test_database_text_cannot_rewrite_the_admins_terminal(fleet_cli):
+    from tmail import config as config_mod
+    from tmail.cli.app import printable
+    assert printable("mx\x1b[2K\r\x1b]0;owned\x07\u202e") == "mx\\x1b[2K\\r\\x1b]0;owned\\x07\\u202e"
+    engine = config_mod.load(fleet_cli.config).engine()
+    with engine.begin() as conn:
+        fleet_db.report(conn, "mx-old; curl x | sh\x1b[2K", daemon_seen_at=NOW)
+    out = fleet_cli("fleet", "status", ok=1).output
+    assert "\x1b" not in out and "'mx-old; curl x | sh\\x1b[2K'" in out
+
+
+def test_a_report_from_the_future_is_named():
+    future = host("b", seen=-3600)
+    problems = disagreements([host("a"), future], NOW, 10, tables_digest(["d.test"]))
+    assert problems == ["b: reports a time in the future: its clock is wrong, or its report was not "
+                        "written by tmail"]
+    assert fleet_db._when("0000-00-00 00:00:00") is None and fleet_db._when(None) is None
+
+
+def test_host_names_in_the_configuration_are_host_names(tmp_path):
+    from tmail import config as config_mod
+    config = write_config(tmp_path, "sqlite:///x.db", fleet={"host": "mx 1; rm"})
+    with pytest.raises(config_mod.ConfigError, match="expected a host name"):
+        config_mod.load(config)
+
+
+def test_a_domain_postfix_already_serves_is_not_taken_from_it(tmp_path):
+    from tmail import config as config_mod
+    from tmail.cli.postfix import routed_domains
+    cfg = config_mod.load(write_config(tmp_path, "sqlite:///x.db"))
+    own = frozenset({"mx.fwd.test", "localhost.localdomain", "relayed.test"})
+    assert routed_domains(cfg, ["d.test", "localhost.localdomain", "relayed.test"], own) == \
+        ["d.test", "srs.fwd.test"]

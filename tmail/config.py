@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from difflib import get_close_matches
@@ -187,6 +188,8 @@ def _check_value(path: str, section: str, key: str, value, default):
             raise ConfigError(f"{where}: expected domain names: {exc}") from None
     if (section, key) == ("web", "base_url") and value and not value.startswith(("https://", "http://")):
         raise ConfigError(f"{where}: expected an http:// or https:// URL, got {value!r}")
+    if (section, key) == ("fleet", "host") and value and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", value):
+        raise ConfigError(f"{where}: expected a host name (letters, digits, dots, hyphens), got {value!r}")
     if (section, key) == ("aliases", "recipient_delimiter") and len(value) > 1:
         raise ConfigError(f"{where}: expected a single character or an empty string")
     return value

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 
 PREFIX = "v1:"
@@ -56,6 +57,12 @@ class Sealer:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
         self._aead = AESGCM(key)
         self.key_id = key_id(key)
+        self._digest_key = hashlib.sha256(b"tmail fleet digests\0" + key).digest()
+
+    def digest(self, data: bytes) -> bytes:
+        """A keyed digest of secret material, for hosts to compare what they
+        use: a database reader cannot test guesses of the secret against it."""
+        return hmac.new(self._digest_key, data, hashlib.sha256).digest()
 
     def seal(self, what: str, secret: bytes) -> str:
         nonce = os.urandom(12)
@@ -64,11 +71,13 @@ class Sealer:
 
     def open(self, what: str, sealed: str) -> bytes:
         from cryptography.exceptions import InvalidTag
-        if not sealed.startswith(PREFIX):
-            raise SealError(f"{what}: not a sealed secret")
-        raw = base64.b64decode(sealed[len(PREFIX):])
         try:
+            if not sealed.startswith(PREFIX):
+                raise ValueError("no v1: prefix")
+            raw = base64.b64decode(sealed[len(PREFIX):], validate=True)
+            if len(raw) < 12 + 16:
+                raise ValueError("too short")
             return self._aead.decrypt(raw[:12], raw[12:], what.encode("utf-8"))
-        except InvalidTag:
-            raise SealError(f"{what}: cannot be opened with this host's fleet key "
-                            f"(id {self.key_id}): the hosts' key files differ") from None
+        except (ValueError, TypeError, InvalidTag):
+            raise SealError(f"{what}: does not open with this host's fleet key (id {self.key_id}): "
+                            "sealed under another host's key, or altered") from None

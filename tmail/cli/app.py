@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 
 import click
@@ -84,6 +85,16 @@ class App:
             click.echo(jsontext.dumps(data))
         elif text is not None:
             click.echo(text)
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Text from the database (written by any host, or anyone with access
+    to it) as shown on a terminal: control characters, ESC sequences and
+    bidi overrides escaped, so nothing can rewrite or fake a line."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def error_exit(message: str, code: int, as_json: bool) -> None:

@@ -11,6 +11,7 @@ import click
 from ..keys import ALGORITHMS, DkimKeyError, check_selector, public_record, record_name, zone_txt
 from ..sealing import SealError
 from .app import CommandError, json_option, pass_app
+from .fleet import require_key_opens
 from .params import DOMAIN
 
 
@@ -81,6 +82,7 @@ def dkim():
 def keygen(app, domain, selector, algorithm, bits, activate):
     """Create the keys of a selector (idempotent) and print its DNS records."""
     _check_domain(app, domain)
+    require_key_opens(app)
     store = _store(app)
     wanted = ALGORITHMS if algorithm == "both" else (algorithm,)
     changed = False

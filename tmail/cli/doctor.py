@@ -7,7 +7,7 @@ import socket
 import click
 
 from .. import doctor as doctor_mod
-from .app import CommandError, json_option, pass_app
+from .app import CommandError, json_option, pass_app, printable
 from .dkim import signing_domains
 from .fleet import fleet_problems
 from .params import DOMAIN
@@ -55,7 +55,7 @@ def doctor(app, only, host, ips):
             lines.append(f"  {c['status']:8} {c['check']:14} {c['detail']}")
             if c["publish"] and c["status"] != doctor_mod.OK:
                 lines.append(f"           publish: {c['publish']}")
-    lines += [f"fleet: ERROR {p}" for p in fleet]
+    lines += [f"fleet: ERROR {printable(p)}" for p in fleet]
     lines.append(f"{errors} error(s), {warnings} warning(s)")
     app.emit({"ok": errors == 0, "host": host, "addresses": addresses, "errors": errors,
               "warnings": warnings, "domains": report, "fleet": fleet}, "\n".join(lines))

@@ -18,7 +18,7 @@ from ..core.durations import utcnow
 from ..db import fleet as fleet_db
 from ..keys import KeyStore
 from ..sealing import new_key
-from .app import CommandError, json_option, pass_app
+from .app import CommandError, json_option, pass_app, printable
 
 
 @click.group()
@@ -87,11 +87,27 @@ def _status(app) -> tuple[list[fleet_core.HostReport], list[str]]:
 
 
 def fleet_problems(app) -> list[str]:
-    """For doctor and postfix check: [] on a lone host that is not a fleet."""
-    hosts, problems = _status(app)
+    """For doctor and postfix check: [] on a lone host that is not a fleet;
+    reports that cannot be read are a problem, not a crash."""
+    try:
+        hosts, problems = _status(app)
+    except Exception as exc:
+        return [f"cannot read the hosts' reports: {exc}"]
     if not app.config.fleet and len(hosts) <= 1:
         return []
     return problems
+
+
+def require_key_opens(app) -> None:
+    """Refuse to add a sealed secret that the other hosts could not open."""
+    if not app.config.fleet:
+        return
+    sealer = app.config.sealer()
+    with app.engine.connect() as conn:
+        if not fleet_db.key_opens(conn, sealer):
+            raise CommandError(f"this host's fleet key (id {sealer.key_id}) opens none of the secrets "
+                               "in the database: its key file differs from the other hosts'; nothing "
+                               "was written")
 
 
 @fleet.command("status")
@@ -105,15 +121,18 @@ def status(app):
     def age(seen):
         return None if seen is None else int((now - seen).total_seconds())
 
+    def ago(seconds):
+        return "never" if seconds is None else f"{seconds}s ago"
+
     rows = [{"host": h.name, "version": h.version, "daemon_seen_s": age(h.daemon_seen_at),
              "tables_seen_s": age(h.tables_seen_at), "transport": h.transport,
              "fleet_key_id": h.fleet_key_id, "keys": h.keys_digest, "srs": h.srs_digest,
              "tables": h.tables_digest} for h in hosts]
-    lines = [f"{r['host']:30} daemon {r['daemon_seen_s']}s ago, tables {r['tables_seen_s']}s ago, "
-             f"keys {r['keys'] or '-'}, srs {r['srs'] or '-'}, fleet key {r['fleet_key_id'] or '-'}"
+    lines = [printable(f"{r['host']:30} daemon {ago(r['daemon_seen_s'])}, tables {ago(r['tables_seen_s'])}, "
+                       f"keys {r['keys'] or '-'}, srs {r['srs'] or '-'}, fleet key {r['fleet_key_id'] or '-'}")
              for r in rows] or ["no host has reported"]
     app.emit({"ok": not problems, "hosts": rows, "problems": problems},
-             "\n".join(lines + [f"problem: {p}" for p in problems]))
+             "\n".join(lines + [f"problem: {printable(p)}" for p in problems]))
     if problems:
         raise SystemExit(1)
 
@@ -127,7 +146,7 @@ def forget(app, host):
     with app.engine.begin() as conn:
         changed = fleet_db.forget(conn, host)
     app.emit({"ok": True, "changed": changed, "host": host},
-             f"forgot {host}" if changed else f"{host} was not reported")
+             printable(f"forgot {host}" if changed else f"{host} was not reported"))
 
 
 @click.group()
@@ -143,6 +162,7 @@ def rotate(app):
     with it after three sync intervals (when every host has it). Secrets
     that stopped signing longer ago than an SRS address lives are dropped."""
     _fleet_only(app)
+    require_key_opens(app)
     cfg = app.config
     now = utcnow()
     signs_from = now + timedelta(seconds=3 * cfg["fleet"]["sync_interval_s"])

@@ -15,16 +15,20 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import signal
 import time
 
 import click
 
 from .app import CommandError, pass_app
 
+MAX_ANSWER = 64 * 1024 * 1024     # a million long domain names fit
 
-def as_user(user: str, work):
+
+def as_user(user: str, work, deadline: int = 60):
     """work()'s JSON-able result, computed as `user` when running as root
-    (in a child process that drops to it), else here."""
+    (in a child process that drops to it and is ended after `deadline`
+    seconds), else here."""
     if os.geteuid() != 0:
         return work()
     entry = pwd.getpwnam(user)
@@ -37,6 +41,7 @@ def as_user(user: str, work):
             os.setgroups([])
             os.setgid(entry.pw_gid)
             os.setuid(entry.pw_uid)
+            signal.alarm(deadline)           # SIGALRM's default action ends it
             result = {"result": work()}
         except BaseException as exc:
             result = {"error": str(exc) or type(exc).__name__}
@@ -47,9 +52,12 @@ def as_user(user: str, work):
             status = 1
         os._exit(status)
     os.close(write_end)
-    with os.fdopen(read_end) as incoming:
-        text = incoming.read()
+    with os.fdopen(read_end, "rb") as incoming:
+        data = incoming.read(MAX_ANSWER + 1)
+    if len(data) > MAX_ANSWER:
+        os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
+    text = data.decode("utf-8", "replace") if len(data) <= MAX_ANSWER else ""
     try:
         answer = json.loads(text)
     except ValueError:
@@ -72,36 +80,60 @@ def follow(app, once):
     from ..core.durations import utcnow
     from ..core.fleet import tables_digest
     from ..db import fleet as fleet_db
+    from ..db.engine import make_engine
+    from ..db.store import Store
     from .postfix import Postconf, installed_transport, routed_domains, sync_maps
     cfg = app.config
     postconf = Postconf(cfg["postfix"]["config_directory"])
-    user = cfg["postfix"]["pipe_user"]
+    user, db = cfg["postfix"]["pipe_user"], cfg["database"]
+    interval = cfg["fleet"]["sync_interval_s"]
+
+    def engine():      # in the child: every wait on the database bounded, as the daemon's
+        return make_engine(db["url"], db["busy_timeout_ms"], op_timeout=db["timeout_s"])
 
     def domain_names():
-        with app.reading() as store:
-            return store.domain_names()
+        eng = engine()
+        try:
+            with eng.connect() as conn, conn.begin():
+                return Store(conn).domain_names()
+        finally:
+            eng.dispose()
 
     def report(transport, digest):
         def work():
-            with app.engine.begin() as conn:
-                fleet_db.report(conn, cfg.host_name, tables_seen_at=utcnow(), transport=transport,
-                                tables_digest=digest)
+            eng = engine()
+            try:
+                with eng.begin() as conn:
+                    fleet_db.report(conn, cfg.host_name, tables_seen_at=utcnow(), transport=transport,
+                                    tables_digest=digest)
+            finally:
+                eng.dispose()
         return work
 
+    def say(text):
+        click.echo(f"{utcnow():%Y-%m-%d %H:%M:%S} tmail-follow: {text}", err=True)
+
+    reload_pending = False     # tables written, Postfix not yet told: told next time round
     while True:
         started = time.monotonic()
         try:
-            names = as_user(user, domain_names)
+            names = as_user(user, domain_names, deadline=3 * interval)
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise CommandError("the domain list came back malformed")
             transport = installed_transport(postconf)
-            for path in sync_maps(cfg, names, postconf, transport=transport):
-                click.echo(f"{utcnow():%Y-%m-%d %H:%M:%S} tmail-follow: wrote {path}", err=True)
-            as_user(user, report(transport, tables_digest(routed_domains(cfg, names))))
+            for path in sync_maps(cfg, names, postconf, reload=False, transport=transport):
+                say(f"wrote {path}")
+                reload_pending = True
+            if reload_pending:
+                postconf.reload()       # False: Postfix is not running, and reads them at start
+                reload_pending = False
+            routed = routed_domains(cfg, names, postconf.own_domains())
+            as_user(user, report(transport, tables_digest(routed)),
+                    deadline=3 * interval)
         except Exception as exc:
             if once:
                 raise
-            click.echo(f"{utcnow():%Y-%m-%d %H:%M:%S} tmail-follow: error: {exc}", err=True)
+            say(f"error: {exc}")
         if once:
             return
-        time.sleep(max(0.0, cfg["fleet"]["sync_interval_s"] - (time.monotonic() - started)))
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))

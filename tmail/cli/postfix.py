@@ -56,6 +56,14 @@ class Postconf:
         else:
             self._run("postconf", "-c", self.dir, "-M", f"{change.name}={change.new}")
 
+    def own_domains(self) -> frozenset[str]:
+        """The names Postfix already delivers or relays itself (literal
+        entries; tables and patterns are the admin's to keep apart)."""
+        out = self._run("postconf", "-c", self.dir, "-x", "-h", "mydestination", "myhostname",
+                        "virtual_alias_domains", "virtual_mailbox_domains", "relay_domains")
+        return frozenset(item.lower().rstrip(".") for item in wiring.split_list(out.replace("\n", " "))
+                         if ":" not in item and not item.startswith(("/", "!", "$")))
+
     def postmap(self, path: str) -> None:
         self._run("postmap", "-c", self.dir, f"hash:{path}")
 
@@ -99,15 +107,22 @@ def installed_transport(postconf: Postconf) -> str:
         return "pipe"
 
 
-def routed_domains(cfg, domains: list[str]) -> list[str]:
+def routed_domains(cfg, domains: list[str], own: frozenset[str] = frozenset()) -> list[str]:
     """What Postfix should route to tmail: the database's domains that are
-    fit for its tables (others are named on stderr and left out), and the
-    SRS and reply domains."""
+    fit for its tables, and not `own` (what Postfix already delivers or
+    relays: a row in the shared database must not take this host's other
+    mail); others are named on stderr and left out. And the SRS and reply
+    domains."""
     unfit = [d for d in domains if not wiring.routable(d)]
     if unfit:
         click.echo(f"tmail: warning: the database holds names that are not domain names; Postfix "
                    f"does not route them: {', '.join(map(repr, unfit))}", err=True)
-    return sorted({d for d in domains if wiring.routable(d)} | cfg.service_domains)
+    taken = sorted(set(domains) & own)
+    if taken:
+        click.echo(f"tmail: warning: Postfix already delivers or relays these itself (mydestination, "
+                   f"virtual or relay domains); not routed to tmail: {', '.join(map(repr, taken))}",
+                   err=True)
+    return sorted({d for d in domains if wiring.routable(d) and d not in own} | cfg.service_domains)
 
 
 def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
@@ -125,7 +140,8 @@ def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
     os.makedirs(directory, mode=0o755, exist_ok=True)
     changed = []
     hop = wiring.nexthop(cfg, transport or installed_transport(postconf))
-    for name, content in wiring.map_files(routed_domains(cfg, domains), nexthop=hop).items():
+    routed = routed_domains(cfg, domains, postconf.own_domains())
+    for name, content in wiring.map_files(routed, nexthop=hop).items():
         path = os.path.join(directory, name)
         compiled = wiring.indexed(name)
         try:

@@ -10,7 +10,7 @@ import stat
 import click
 
 from .. import postfix_wiring as wiring
-from .app import json_option, pass_app
+from .app import json_option, pass_app, printable
 
 
 def _connects(path: str) -> tuple[bool, str]:
@@ -121,7 +121,7 @@ def check(app):
         domains = store.domain_names()
     directory = cfg["postfix"]["map_directory"]
     stale = []
-    routed = routed_domains(cfg, domains)
+    routed = routed_domains(cfg, domains, postconf.own_domains())
     for name, content in wiring.map_files(routed, nexthop=wiring.nexthop(cfg, transport)).items():
         path = os.path.join(directory, name)
         try:
@@ -158,7 +158,9 @@ def check(app):
                + (f", readable by {owner}" if to_postfix else ""))
     except OSError as exc:
         report("configuration file", False, f"{cfg.path}: {exc.strerror}")
-    for label, path in (("SRS secret file", None if cfg.fleet else cfg["srs"]["secret_file"]),
+    secret_file = cfg["srs"]["secret_file"]
+    # in a fleet the file's secret still verifies until rotated out: checked while it exists
+    for label, path in (("SRS secret file", secret_file if not cfg.fleet or os.path.exists(secret_file) else None),
                         ("fleet key file", cfg["fleet"]["key_file"]),
                         ("database file", sqlite_path(cfg["database"]["url"]))):
         if not path:
@@ -173,11 +175,9 @@ def check(app):
         except OSError as exc:
             report(label, False, f"{path}: {exc.strerror}")
     # Several hosts on this database: do they all follow it alike?
-    try:
-        problems = fleet_problems(app)
-        report("fleet", not problems, "; ".join(problems) or "every host agrees (or this one is alone)")
-    except Exception as exc:
-        report("fleet", False, f"cannot read the hosts' reports: {exc}")
+    problems = fleet_problems(app)
+    report("fleet", not problems,
+           printable("; ".join(problems)) or "every host agrees (or this one is alone)")
     ok = all(r["ok"] for r in results)
     app.emit({"ok": ok, "checks": results},
              "\n".join(f"[{'ok' if r['ok'] else 'FAIL'}] {r['check']}: {r['detail']}" for r in results))

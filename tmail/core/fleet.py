@@ -9,6 +9,7 @@ shared secrets, or routes another set of domains.
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,14 +49,19 @@ def disagreements(hosts: list[HostReport], now: datetime, interval: float,
     live = []
     for host in hosts:
         age = _age(host.daemon_seen_at, now)
+        tables_age = _age(host.tables_seen_at, now)
+        if any(a is not None and a < -limit for a in (age, tables_age)):
+            # a clock far ahead (or a forged report) would never turn stale
+            problems.append(f"{host.name}: reports a time in the future: its clock is wrong, "
+                            "or its report was not written by tmail")
+            continue
         if age is None or age > limit:
             problems.append(f"{host.name}: its tmail daemon has not reported "
                             + ("at all" if age is None else f"for {int(age)} s")
                             + " (stopped, or cannot reach the database; `tmail fleet forget "
-                            f"{host.name}` if the host is gone)")
+                            f"{shlex.quote(host.name)}` if the host is gone)")
         else:
             live.append(host)
-        tables_age = _age(host.tables_seen_at, now)
         if tables_age is None or tables_age > limit:
             problems.append(f"{host.name}: its follower (`tmail postfix follow`, as root) has not "
                             "written Postfix's tables " + ("at all" if tables_age is None

@@ -4,6 +4,7 @@ each host reports it uses (for `tmail doctor` to compare)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from datetime import datetime, timedelta
 
@@ -13,9 +14,11 @@ from ..core.durations import utcnow
 from ..core.fleet import HostReport
 from ..core.signing import Key
 from ..keys import ALGORITHMS, DkimKeyError, StoredKey, dns_selector, generate_private
-from ..sealing import Sealer
+from ..sealing import Sealer, SealError
 from .schema import dkim_keys, dkim_selectors, fleet_hosts, srs_secrets
 from .store import from_db, to_db
+
+log = logging.getLogger("tmail.fleet")
 
 
 def _what(domain: str, selector: str, algorithm: str) -> str:
@@ -121,23 +124,32 @@ class DbKeyStore:
         return removed
 
 
-def keys_digest(store) -> str:
+def _digest(material: bytes, sealer: Sealer | None) -> bytes:
+    return sealer.digest(material) if sealer else hashlib.sha256(material).digest()
+
+
+def keys_digest(store, sealer: Sealer | None = None) -> str:
     """What a key store signs with, as one short digest (either kind of
-    store; equal on hosts that sign alike)."""
+    store; equal on hosts that sign alike). Keyed with the fleet key where
+    there is one; a key that does not open counts as "unreadable"."""
     h = hashlib.sha256()
     for domain in store.domains():
         h.update(f"{domain}\0{store.active(domain) or ''}\0".encode())
         for key in store.keys(domain):
             h.update(f"{key.selector}\0{key.algorithm}\0".encode())
-            h.update(hashlib.sha256(store.read(key)).digest())
+            try:
+                h.update(_digest(store.read(key), sealer))
+            except (SealError, OSError):
+                h.update(b"unreadable")
     return h.hexdigest()[:16]
 
 
-def secrets_digest(secrets: list[bytes]) -> str:
-    """The SRS secrets in use, signing one first, as a short digest."""
+def secrets_digest(secrets: list[bytes], sealer: Sealer | None = None) -> str:
+    """The SRS secrets in use, signing one first, as a short digest (keyed
+    with the fleet key where there is one)."""
     h = hashlib.sha256()
     for secret in secrets:
-        h.update(hashlib.sha256(secret).digest())
+        h.update(_digest(secret, sealer))
     return h.hexdigest()[:16]
 
 
@@ -147,13 +159,37 @@ def _srs_what(row_id: int) -> str:
 
 
 def read_srs_secrets(conn: sa.Connection, sealer: Sealer, now: datetime) -> list[bytes]:
-    """Every SRS secret, the one that signs first: the newest whose
-    signs_from has come (all of them verify)."""
-    rows = conn.execute(sa.select(srs_secrets).order_by(srs_secrets.c.id.desc())).all()
-    due = [r for r in rows if from_db(r.signs_from) <= now]
-    first = due[0] if due else (rows[-1] if rows else None)
-    ordered = ([first] if first else []) + [r for r in rows if r is not first]
-    return [sealer.open(_srs_what(r.id), r.sealed) for r in ordered]
+    """Every SRS secret that opens, the one that signs first: the newest
+    whose signs_from has come (all of them verify). A row that does not
+    open (sealed on a host with another key, or altered) is left out and
+    logged: it must not stop every host, nor ever sign or verify."""
+    opened = []
+    for row in conn.execute(sa.select(srs_secrets).order_by(srs_secrets.c.id.desc())):
+        try:
+            opened.append((row, sealer.open(_srs_what(row.id), row.sealed)))
+        except SealError as exc:
+            log.error("SRS secret left out: %s", exc)
+    due = [pair for pair in opened if from_db(pair[0].signs_from) <= now]
+    first = due[0] if due else (opened[-1] if opened else None)
+    return ([first[1]] if first else []) + [pair[1] for pair in opened if pair is not first]
+
+
+def key_opens(conn: sa.Connection, sealer: Sealer) -> bool:
+    """Whether this host's fleet key opens the secrets already in the
+    database (True when there are none): a host with another key must not
+    add secrets no other host can open."""
+    rows = [("srs", r.id, r.sealed) for r in conn.execute(sa.select(srs_secrets).limit(5))]
+    rows += [("dkim", r, r.sealed) for r in conn.execute(sa.select(dkim_keys).limit(5))]
+    if not rows:
+        return True
+    for kind, ident, sealed in rows:
+        what = _srs_what(ident) if kind == "srs" else _what(ident.domain, ident.selector, ident.algorithm)
+        try:
+            sealer.open(what, sealed)
+            return True
+        except SealError:
+            continue
+    return False
 
 
 def add_srs_secret(conn: sa.Connection, sealer: Sealer, secret: bytes, now: datetime,
@@ -199,10 +235,17 @@ def report(conn: sa.Connection, name: str, **values) -> None:
         conn.execute(fleet_hosts.update().where(fleet_hosts.c.name == name).values(**values))
 
 
+def _when(value) -> datetime | None:
+    """A report's time; anything that is not one (a zero date) is None."""
+    return from_db(value) if isinstance(value, datetime) else None
+
+
 def hosts(conn: sa.Connection) -> list[HostReport]:
+    """The reports; every text in them as written by whoever can write the
+    database: escaped where shown (tmail.cli.fleet)."""
     rows = conn.execute(sa.select(fleet_hosts).order_by(fleet_hosts.c.name)).all()
-    return [HostReport(r.name, r.version, from_db(r.daemon_seen_at), r.fleet_key_id, r.keys_digest,
-                       r.srs_digest, from_db(r.tables_seen_at), r.tables_digest, r.transport)
+    return [HostReport(r.name, r.version, _when(r.daemon_seen_at), r.fleet_key_id, r.keys_digest,
+                       r.srs_digest, _when(r.tables_seen_at), r.tables_digest, r.transport)
             for r in rows]
 
 

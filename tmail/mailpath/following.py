@@ -26,14 +26,14 @@ class Follower:
         if self.cfg.fleet and codec is not None:
             secrets = config_mod.srs_secrets(self.cfg, self.engine)
             if secrets != codec.secrets:
-                log.info("SRS secrets changed in the database: %d now, the signing one %s",
-                         len(secrets), fleet.secrets_digest(secrets[:1]))
+                log.info("SRS secrets changed in the database: %d now", len(secrets))
                 codec.secrets = secrets      # one reference swap: readers see old or new
+        sealer = self.cfg.sealer() if self.cfg.fleet else None
         with self.engine.begin() as conn:
             fleet.report(conn, self.cfg.host_name, version=__version__, daemon_seen_at=utcnow(),
-                         fleet_key_id=self.cfg.sealer().key_id if self.cfg.fleet else "",
-                         keys_digest=fleet.keys_digest(self.keys),
-                         srs_digest=fleet.secrets_digest(codec.secrets) if codec else "")
+                         fleet_key_id=sealer.key_id if sealer else "",
+                         keys_digest=fleet.keys_digest(self.keys, sealer),
+                         srs_digest=fleet.secrets_digest(codec.secrets, sealer) if codec else "")
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
