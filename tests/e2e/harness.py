@@ -81,7 +81,9 @@ class Instance:
         self.dns = DnsServer(self.zone)
 
     # -- set-up ------------------------------------------------------------
-    def setup(self):
+    def setup_postfix(self):
+        """Postfix's part: its own configuration, queue and data directories,
+        loopback ports, mail to the sink (not started yet)."""
         os.makedirs(self.conf)
         # Postfix's pristine defaults, not /etc/postfix: the host's own
         # configuration (tmail installed on it, say) must not leak in.
@@ -94,6 +96,24 @@ class Instance:
         os.makedirs(f"{self.base}/data")
         os.makedirs(self.queue)
         shutil.chown(f"{self.base}/data", "postfix")
+        self.postconf(
+            f"queue_directory={self.queue}", f"data_directory={self.base}/data",
+            "inet_interfaces=127.0.0.1", "inet_protocols=ipv4", "mynetworks=127.0.0.1/32",
+            "myhostname=mx.fwd.test", "mydomain=fwd.test", "myorigin=$myhostname",
+            "mydestination=mx.fwd.test", "local_recipient_maps=", "alias_maps=", "alias_database=",
+            f"relayhost=[127.0.0.1]:{self.sink_port}", "smtp_dns_support_level=disabled",
+            "smtp_tls_security_level=none", "smtpd_tls_security_level=none",
+            f"maillog_file={self.base}/maillog", "compatibility_level=3.6",
+            "setgid_group=postdrop", "mail_owner=postfix",
+        )
+        subprocess.run(["postconf", "-c", self.conf, "-F", "*/*/chroot = n"], check=True)
+        subprocess.run(["postconf", "-c", self.conf, "-MX", "smtp/inet"], check=True)
+        listener = f"127.0.0.1:{self.smtp_port}"
+        subprocess.run(["postconf", "-c", self.conf, "-M",
+                        f"{listener}/inet={listener} inet n - n - - smtpd"], check=True)
+
+    def setup(self):
+        self.setup_postfix()
         for path in (self.home, self.run_dir, self.maps):
             os.makedirs(path, mode=0o750, exist_ok=True)
             shutil.chown(path, "tmail", "tmail")
@@ -102,26 +122,11 @@ class Instance:
         os.makedirs(f"{self.queue}/tmail")
         shutil.chown(f"{self.queue}/tmail", "tmail", "tmail-postfix")
         os.chmod(f"{self.queue}/tmail", 0o2750)
-        self.postconf(
-            f"queue_directory={self.queue}", f"data_directory={self.base}/data",
-            "inet_interfaces=127.0.0.1", "inet_protocols=ipv4", "mynetworks=127.0.0.1/32",
-            "myhostname=mx.fwd.test", "mydomain=fwd.test", "myorigin=$myhostname",
-            "mydestination=mx.fwd.test", "local_recipient_maps=", "alias_maps=", "alias_database=",
-            f"relayhost=[127.0.0.1]:{self.sink_port}", "smtp_dns_support_level=disabled",
-            "smtp_tls_security_level=none", "smtpd_tls_security_level=none",
-            f"maillog_file={self.base}/maillog", "smtputf8_enable=yes",
-            "message_size_limit=30000000", "compatibility_level=3.6",
-            "setgid_group=postdrop", "mail_owner=postfix", "queue_run_delay=1s",
-            "minimal_backoff_time=1s", "maximal_backoff_time=2s",
-            "smtpd_relay_restrictions=permit_mynetworks,reject_unauth_destination",
-            "relay_domains=", "smtp_connection_cache_on_demand=no",
-            "default_destination_concurrency_limit=50", "header_size_limit=1024000",
-        )
-        subprocess.run(["postconf", "-c", self.conf, "-F", "*/*/chroot = n"], check=True)
-        subprocess.run(["postconf", "-c", self.conf, "-MX", "smtp/inet"], check=True)
-        listener = f"127.0.0.1:{self.smtp_port}"
-        subprocess.run(["postconf", "-c", self.conf, "-M",
-                        f"{listener}/inet={listener} inet n - n - - smtpd"], check=True)
+        self.postconf("smtputf8_enable=yes", "message_size_limit=30000000", "queue_run_delay=1s",
+                      "minimal_backoff_time=1s", "maximal_backoff_time=2s",
+                      "smtpd_relay_restrictions=permit_mynetworks,reject_unauth_destination",
+                      "relay_domains=", "smtp_connection_cache_on_demand=no",
+                      "default_destination_concurrency_limit=50", "header_size_limit=1024000")
         secret = f"{self.home}/srs.secret"
         self.tmail("init", "--srs-domain", SRS_DOMAIN, "--admin", "admin@real.test",
                    "--database-url", self.db_url, "--secret-file", secret)

@@ -6,8 +6,7 @@ import threading
 import time
 
 import pytest
-import sqlalchemy as sa
-from conftest_db import MARIA_ADMIN, PG_ADMIN
+from conftest_db import scratch_database
 from harness import Instance, smtp_reply, wait_until
 from sink import Sink
 
@@ -79,28 +78,15 @@ def any_db(request, mx, sink):
     if request.param == "sqlite":
         yield mx, sink
         return
-    name = f"tmail_e2e_{secrets.token_hex(4)}"
-    admin_url = PG_ADMIN if request.param == "postgresql" else MARIA_ADMIN
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if request.param == "postgresql":
-            conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-            url = f"{PG_ADMIN}?options=-csearch_path%3D{name}"
-        else:
-            conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-            url = MARIA_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    own_sink = Sink()
-    instance = Instance(own_sink.port, db_url=url)
-    try:
-        instance.setup()
-        yield instance, own_sink
-    finally:
-        instance.teardown()
-        own_sink.close()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE" if request.param == "postgresql"
-                                 else f"DROP DATABASE {name}")
-        admin.dispose()
+    with scratch_database(request.param, "tmail_e2e") as url:
+        own_sink = Sink()
+        instance = Instance(own_sink.port, db_url=url)
+        try:
+            instance.setup()
+            yield instance, own_sink
+        finally:
+            instance.teardown()
+            own_sink.close()
 
 
 def test_fifty_parallel_sessions_no_tempfail_and_exact_counts(any_db):

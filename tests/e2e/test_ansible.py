@@ -126,37 +126,6 @@ PROBES = """
 """
 
 
-def private_postfix(mx: Instance) -> None:
-    """Postfix's part of Instance.setup: its own configuration, queue and
-    data directories, loopback ports, mail to the sink; tmail's part is the
-    role's to do."""
-    os.makedirs(mx.conf)
-    for path in ("main.cf", "master.cf"):
-        shutil.copy(f"/usr/share/postfix/{path}.dist", f"{mx.conf}/{path}")
-    for name in ("debugger_command", "sendmail_path", "newaliases_path", "mailq_path",
-                 "html_directory", "manpage_directory", "sample_directory", "readme_directory"):
-        subprocess.run(["postconf", "-c", mx.conf, "-X", name], check=True)
-    os.makedirs(f"{mx.base}/data")
-    os.makedirs(mx.queue)
-    shutil.chown(f"{mx.base}/data", "postfix")
-    mx.postconf(
-        f"queue_directory={mx.queue}", f"data_directory={mx.base}/data",
-        "inet_interfaces=127.0.0.1", "inet_protocols=ipv4", "mynetworks=127.0.0.1/32",
-        "myhostname=mx.fwd.test", "mydomain=fwd.test", "myorigin=$myhostname",
-        "mydestination=mx.fwd.test", "local_recipient_maps=", "alias_maps=", "alias_database=",
-        f"relayhost=[127.0.0.1]:{mx.sink_port}", "smtp_dns_support_level=disabled",
-        "smtp_tls_security_level=none", "smtpd_tls_security_level=none",
-        f"maillog_file={mx.base}/maillog", "compatibility_level=3.6",
-        "setgid_group=postdrop", "mail_owner=postfix",
-    )
-    subprocess.run(["postconf", "-c", mx.conf, "-F", "*/*/chroot = n"], check=True)
-    subprocess.run(["postconf", "-c", mx.conf, "-MX", "smtp/inet"], check=True)
-    listener = f"127.0.0.1:{mx.smtp_port}"
-    subprocess.run(["postconf", "-c", mx.conf, "-M", f"{listener}/inet={listener} inet n - n - - smtpd"],
-                   check=True)
-    subprocess.run(["postfix", "-c", mx.conf, "start"], check=True, capture_output=True)
-
-
 def snapshot_source(target: str) -> None:
     """What the role installs from, copied: others may edit the work tree
     between the two runs, and pip's build files stay out of it."""
@@ -249,7 +218,8 @@ def deployed(sink):
     mx = Instance(sink.port)
     before = system_state()
     try:
-        private_postfix(mx)
+        mx.setup_postfix()       # tmail's part is the role's to do
+        subprocess.run(["postfix", "-c", mx.conf, "start"], check=True, capture_output=True)
         snapshot_source(f"{mx.base}/src")
         site = Deployment(mx)
         site.runs, site.installed = [], []

@@ -15,8 +15,7 @@ import time
 
 import dkim
 import pytest
-import sqlalchemy as sa
-from conftest_db import MARIA_ADMIN, PG_ADMIN
+from conftest_db import scratch_database
 from harness import Instance, wait_until
 from sink import Sink
 
@@ -56,42 +55,29 @@ def cli_json(mx, *args, as_root=False, check=True):
 
 @pytest.fixture(scope="module", params=["postgresql", "mariadb"])
 def hosts(request):
-    name = f"tmail_fleet_{secrets.token_hex(4)}"
-    admin_url = PG_ADMIN if request.param == "postgresql" else MARIA_ADMIN
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        if request.param == "postgresql":
-            conn.exec_driver_sql(f"CREATE SCHEMA {name}")
-            url = f"{PG_ADMIN}?options=-csearch_path%3D{name}"
-        else:
-            conn.exec_driver_sql(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
-            url = MARIA_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    sink = Sink()
-    key = new_key()
-    # A hands mail to tmail through the pipe, B through LMTP: the fleet
-    # does not care, and both paths are exercised.
-    a = Instance(sink.port, db_url=url, transport="pipe", fleet_key=key,
-                 config={"fleet": {"host": "mx-a", "sync_interval_s": INTERVAL}})
-    b = Instance(sink.port, db_url=url, transport="lmtp", fleet_key=key,
-                 config={"fleet": {"host": "mx-b", "sync_interval_s": INTERVAL}})
-    try:
-        for mx in (a, b):
-            mx.setup()
-            mx.start_follower()
-        yield a, b, sink
-    except Exception:
-        for mx in (a, b):
-            print(mx.maillog()[-3000:])
-            print(mx.tmail_log()[-3000:])
-        raise
-    finally:
-        for mx in (a, b):
-            mx.teardown()
-        sink.close()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {name} CASCADE" if request.param == "postgresql"
-                                 else f"DROP DATABASE {name}")
-        admin.dispose()
+    with scratch_database(request.param, "tmail_fleet") as url:
+        sink = Sink()
+        key = new_key()
+        # A hands mail to tmail through the pipe, B through LMTP: the fleet
+        # does not care, and both paths are exercised.
+        a = Instance(sink.port, db_url=url, transport="pipe", fleet_key=key,
+                     config={"fleet": {"host": "mx-a", "sync_interval_s": INTERVAL}})
+        b = Instance(sink.port, db_url=url, transport="lmtp", fleet_key=key,
+                     config={"fleet": {"host": "mx-b", "sync_interval_s": INTERVAL}})
+        try:
+            for mx in (a, b):
+                mx.setup()
+                mx.start_follower()
+            yield a, b, sink
+        except Exception:
+            for mx in (a, b):
+                print(mx.maillog()[-3000:])
+                print(mx.tmail_log()[-3000:])
+            raise
+        finally:
+            for mx in (a, b):
+                mx.teardown()
+            sink.close()
 
 
 @pytest.fixture(autouse=True)
