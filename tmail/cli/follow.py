@@ -82,7 +82,7 @@ def follow(app, once):
     from ..db import fleet as fleet_db
     from ..db.engine import make_engine
     from ..db.store import Store
-    from .postfix import Postconf, installed_transport, routed_domains, sync_maps
+    from .postfix import Postconf, installed_transport, routed_domains, write_tables
     cfg = app.config
     postconf = Postconf(cfg["postfix"]["config_directory"])
     user, db = cfg["postfix"]["pipe_user"], cfg["database"]
@@ -121,15 +121,14 @@ def follow(app, once):
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise CommandError("the domain list came back malformed")
             transport = installed_transport(postconf)
-            for path in sync_maps(cfg, names, postconf, reload=False, transport=transport):
+            routed = routed_domains(cfg, names, postconf.own_domains())
+            for path in write_tables(cfg, routed, postconf, transport):
                 say(f"wrote {path}")
                 reload_pending = True
             if reload_pending:
                 postconf.reload()       # False: Postfix is not running, and reads them at start
                 reload_pending = False
-            routed = routed_domains(cfg, names, postconf.own_domains())
-            as_user(user, report(transport, tables_digest(routed)),
-                    deadline=3 * interval)
+            as_user(user, report(transport, tables_digest(routed)), deadline=3 * interval)
         except Exception as exc:
             if once:
                 raise

@@ -125,6 +125,39 @@ def routed_domains(cfg, domains: list[str], own: frozenset[str] = frozenset()) -
     return sorted({d for d in domains if wiring.routable(d) and d not in own} | cfg.service_domains)
 
 
+def table_is_current(path: str, name: str, content: str) -> bool:
+    """The table file holds `content` (and, for a hash: table, is compiled)."""
+    try:
+        with open(path) as handle:
+            return handle.read() == content and (not wiring.indexed(name) or os.path.exists(path + ".db"))
+    except OSError:       # missing or unreadable: written (again)
+        return False
+
+
+def write_tables(cfg, routed: list[str], postconf: Postconf, transport: str) -> list[str]:
+    """Write tmail's lookup tables routing `routed` to tmail (routed_domains
+    made it); returns the ones changed. Postfix is not reloaded here."""
+    directory = cfg["postfix"]["map_directory"]
+    if not directory:
+        return []
+    os.makedirs(directory, mode=0o755, exist_ok=True)
+    changed = []
+    for name, content in wiring.map_files(routed, nexthop=wiring.nexthop(cfg, transport)).items():
+        path = os.path.join(directory, name)
+        if table_is_current(path, name, content):
+            continue
+        # Build beside, then rename: Postfix never sees a half-written table.
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as handle:
+            handle.write(content)
+        if wiring.indexed(name):
+            postconf.postmap(tmp)
+            os.replace(tmp + ".db", path + ".db")
+        os.replace(tmp, path)
+        changed.append(path)
+    return changed
+
+
 def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
               reload: bool = True, transport: str | None = None) -> list[str]:
     """Write tmail's lookup tables from the database; returns the ones changed.
@@ -133,32 +166,11 @@ def sync_maps(cfg, domains: list[str], postconf: Postconf | None = None,
     rebuilt hash table only after serving one more request from the old
     one, and that request could be routed past tmail or refused as relay.
     """
-    directory = cfg["postfix"]["map_directory"]
-    if not directory:
+    if not cfg["postfix"]["map_directory"]:
         return []
     postconf = postconf or Postconf(cfg["postfix"]["config_directory"])
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    changed = []
-    hop = wiring.nexthop(cfg, transport or installed_transport(postconf))
     routed = routed_domains(cfg, domains, postconf.own_domains())
-    for name, content in wiring.map_files(routed, nexthop=hop).items():
-        path = os.path.join(directory, name)
-        compiled = wiring.indexed(name)
-        try:
-            with open(path) as handle:
-                if handle.read() == content and (not compiled or os.path.exists(path + ".db")):
-                    continue
-        except FileNotFoundError:
-            pass
-        # Build beside, then rename: Postfix never sees a half-written table.
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as handle:
-            handle.write(content)
-        if compiled:
-            postconf.postmap(tmp)
-            os.replace(tmp + ".db", path + ".db")
-        os.replace(tmp, path)
-        changed.append(path)
+    changed = write_tables(cfg, routed, postconf, transport or installed_transport(postconf))
     if changed and reload and not postconf.reload():
         click.echo("tmail: warning: Postfix's tables changed; run `postfix reload` (as root) "
                    "so that all of its processes use them at once", err=True)

@@ -82,7 +82,7 @@ def check(app):
     from ..db.engine import sqlite_path
     from ..mailpath.daemon import socket_path
     from .fleet import fleet_problems
-    from .postfix import Postconf, current_state, routed_domains
+    from .postfix import Postconf, current_state, routed_domains, table_is_current
     cfg = app.config
     postconf = Postconf(cfg["postfix"]["config_directory"])
     results = []
@@ -120,16 +120,9 @@ def check(app):
     with app.store() as store:
         domains = store.domain_names()
     directory = cfg["postfix"]["map_directory"]
-    stale = []
     routed = routed_domains(cfg, domains, postconf.own_domains())
-    for name, content in wiring.map_files(routed, nexthop=wiring.nexthop(cfg, transport)).items():
-        path = os.path.join(directory, name)
-        try:
-            with open(path) as handle:
-                if handle.read() != content or (wiring.indexed(name) and not os.path.exists(path + ".db")):
-                    stale.append(name)
-        except OSError:
-            stale.append(name)
+    stale = [name for name, content in wiring.map_files(routed, nexthop=wiring.nexthop(cfg, transport)).items()
+             if not table_is_current(os.path.join(directory, name), name, content)]
     report("lookup tables", directory and not stale,
            "up to date" if directory and not stale
            else f"run `tmail postfix sync` ({', '.join(stale) or 'no map_directory'})")
