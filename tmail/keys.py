@@ -135,6 +135,19 @@ class KeyStore:
         with open(stored.path, "rb") as handle:
             return handle.read()
 
+    def stamp(self, domain: str):
+        """Changes whenever the domain's keys or active selector do: readers
+        cache signing_keys() under it."""
+        directory = self._dir(domain)
+        stamp = []
+        for path in (directory, os.path.join(directory, "active")):
+            try:
+                info = os.stat(path)
+                stamp.append((info.st_ino, info.st_mtime_ns, info.st_size))
+            except OSError:
+                stamp.append(None)
+        return tuple(stamp)
+
     def signing_keys(self, domain: str) -> list[Key]:
         """The active selector's keys, RSA first (what every verifier knows)."""
         selector = self.active(domain)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import tempfile
 import threading
 
@@ -50,7 +49,7 @@ def from_config(cfg, txt=None, engine=None) -> "Deliverability":
 class Deliverability:
     def __init__(self, keys, txt, authserv_id: str, *, sign: bool = True, seal: bool = True,
                  spool_directory: str | None = None, verify_seconds: float = signing.VERIFY_SECONDS):
-        self.keys = keys                  # KeyStore (or anything with signing_keys(domain))
+        self.keys = keys                  # KeyStore or DbKeyStore: signing_keys(domain), stamp(domain)
         self.txt = txt                    # the resolver's TXT lookup
         self.authserv_id = authserv_id
         self.sign, self.seal = sign, seal
@@ -60,22 +59,10 @@ class Deliverability:
         self._lock = threading.Lock()
 
     # -- keys -----------------------------------------------------------------
-    def _stamp(self, domain: str):
-        if hasattr(self.keys, "stamp"):     # the shared database's: re-read every so often
-            return self.keys.stamp(domain)
-        directory = os.path.join(getattr(self.keys, "directory", ""), domain)
-        stamp = []
-        for path in (directory, os.path.join(directory, "active")):
-            try:
-                info = os.stat(path)
-                stamp.append((info.st_ino, info.st_mtime_ns, info.st_size))
-            except OSError:
-                stamp.append(None)
-        return tuple(stamp)
-
     def signing_keys(self, domain: str) -> list[signing.Key]:
-        """The domain's active keys, re-read when its key directory changes."""
-        stamp = self._stamp(domain)
+        """The domain's active keys, re-read when the key store's stamp of
+        the domain changes (its key directory, or the shared database's period)."""
+        stamp = self.keys.stamp(domain)
         cached = self._key_cache.get(domain)
         if cached and cached[0] == stamp:
             return cached[1]
