@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 
@@ -28,6 +29,32 @@ REPLY_DOMAIN = "reply.fwd.test"
 def smtp_reply(reply) -> tuple[int, bytes]:
     """A named reply (tmail.core.replies) as smtplib reports it."""
     return int(reply.code), f"{reply.xcode} {reply.text}".encode()
+
+
+def send_at_once(instances, count: int, rcpt: str, message_for, sender: str = "alice@orig.test",
+                 outside: bool = True) -> list:
+    """`count` SMTP sessions (Instance.client(outside)), taking turns over
+    `instances`, each sending one message (message_for(i)) to `rcpt` at the
+    same moment; for each, "sent" or the refusal as smtplib reports it, (code, text)."""
+    start = threading.Barrier(count)
+    outcomes: list = []
+
+    def one(i):
+        with instances[i % len(instances)].client(outside=outside, timeout=60) as client:
+            client.ehlo()
+            start.wait()
+            try:
+                client.sendmail(sender, [rcpt], message_for(i))
+                outcomes.append("sent")
+            except smtplib.SMTPRecipientsRefused as exc:
+                outcomes.append(exc.recipients[rcpt])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
 
 
 def free_port() -> int:

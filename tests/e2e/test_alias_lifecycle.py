@@ -7,7 +7,7 @@ import time
 
 import pytest
 from conftest_db import scratch_database
-from harness import Instance, smtp_reply, wait_until
+from harness import Instance, send_at_once, smtp_reply, wait_until
 from sink import Sink
 
 from tmail.core import replies
@@ -140,24 +140,7 @@ def test_twenty_at_once_to_an_alias_allowed_five(any_db):
     mx, sink = any_db
     local = f"race{secrets.token_hex(3)}"
     mx.tmail("alias", "add", local, "--domain", "d.test", "--to", f"{local}@real.test", "--max-messages", "5")
-    start = threading.Barrier(20)
-    outcomes = []
-
-    def send(i):
-        with smtplib.SMTP("127.0.0.1", mx.smtp_port, timeout=60) as client:
-            client.ehlo()
-            start.wait()
-            try:
-                client.sendmail("alice@orig.test", [f"{local}@d.test"], message(f"{local}-{i}"))
-                outcomes.append("sent")
-            except smtplib.SMTPRecipientsRefused as exc:
-                outcomes.append(exc.recipients[f"{local}@d.test"])
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = send_at_once([mx], 20, f"{local}@d.test", lambda i: message(f"{local}-{i}"), outside=False)
     assert outcomes.count("sent") == 5, outcomes
     # refused for good, or (while the five are still in their sessions) for now
     assert outcomes.count(expired_reply()) + outcomes.count(smtp_reply(replies.BUSY)) == 15, outcomes
