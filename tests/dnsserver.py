@@ -4,6 +4,9 @@ Records live in a dict the test changes at will:
     zone.add("d.test", "MX", "10 mx.d.test.")
 Names not in the zone get NXDOMAIN; a name with other types gets an empty
 NOERROR answer. So tmail's resolver never leaves the machine in tests.
+Every answer says how long it may be kept: `ttl`, 0 by default, since a
+test changes its zone at will and tmail caches answers; negative answers
+carry an SOA whose minimum says the same, as real servers' do.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ import dns.rrset
 
 
 class Zone:
-    def __init__(self):
+    def __init__(self, ttl: int = 0):
+        self.ttl = ttl
         self.records: dict[tuple[str, str], list[str]] = {}
         self.fail: set[str] = set()     # names answered with SERVFAIL
         self.silent: set[str] = set()   # names never answered (a black hole)
@@ -55,12 +59,22 @@ class Zone:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif not any(key[0] == name for key in self.records):
             response.set_rcode(dns.rcode.NXDOMAIN)
+            response.authority.append(self._soa(question.name))
         else:
             values = self.records.get((name, rdtype), [])
             if values:
                 rdatas = [dns.rdata.from_text(dns.rdataclass.IN, question.rdtype, v) for v in values]
-                response.answer.append(dns.rrset.from_rdata_list(question.name, 60, rdatas))
+                response.answer.append(dns.rrset.from_rdata_list(question.name, self.ttl, rdatas))
+            else:
+                response.authority.append(self._soa(question.name))
         return response.to_wire()
+
+    def _soa(self, name: dns.name.Name) -> dns.rrset.RRset:
+        """The SOA of a negative answer (RFC 2308): the name's parent zone's."""
+        zone = name.parent() if len(name) > 1 else name
+        soa = dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.SOA,
+                                  f"ns.{zone} hostmaster.{zone} 1 3600 600 86400 {self.ttl}")
+        return dns.rrset.from_rdata_list(zone, self.ttl, [soa])
 
 
 class _Udp(socketserver.BaseRequestHandler):

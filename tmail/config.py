@@ -39,6 +39,7 @@ _RANGES = {
     ("daemon", "reinject_timeout_s"): (1, 3600),
     ("daemon", "max_received_headers"): (5, 200),
     ("dns", "timeout_s"): (1, 60),
+    ("dns", "cache_entries"): (0, 1_000_000),
     ("web", "max_aliases"): (0, 10_000_000),
     ("web", "aliases_per_hour"): (0, 1_000_000),
     ("web", "workers"): (1, 64),
@@ -63,7 +64,8 @@ class Config:
 
     def resolver(self):
         from .resolver import Resolver, parse_servers
-        return Resolver(parse_servers(self.data["dns"]["servers"]), self.data["dns"]["timeout_s"])
+        dns = self.data["dns"]
+        return Resolver(parse_servers(dns["servers"]), dns["timeout_s"], dns["cache_entries"])
 
     @property
     def fleet(self) -> bool:

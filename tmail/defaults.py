@@ -92,6 +92,8 @@ DEFAULTS = {
         # "" = the system's resolvers (/etc/resolv.conf); else "host[:port], ...".
         "servers": "",
         "timeout_s": 5,
+        # Answers kept in the daemon, each for its TTL (at most an hour); 0: none.
+        "cache_entries": 10_000,
     },
     "lifecycle": {
         # `tmail purge` removes aliases expired for longer than this ...
