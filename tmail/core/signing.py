@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import inspect
 import logging
 import re
@@ -227,6 +228,12 @@ class _OpenSslRsa:
 
 
 _RSA_KEYS: dict[int, _OpenSslRsa] = {}
+
+# dkimpy parses the PEM private key (ASN.1, in Python) in every sign() call:
+# three times a message, about 5% of the daemon's time. A PEM always parses
+# to the same key, and dkimpy only reads what it gets; parse errors are
+# raised each time, not remembered.
+dkim.parse_pem_private_key = functools.lru_cache(maxsize=128)(dkim.parse_pem_private_key)
 
 
 def _openssl_rsa(numbers: dict) -> _OpenSslRsa:
