@@ -81,8 +81,10 @@ def make_engine(url: str, busy_timeout_ms: int = 5000, op_timeout: float | None 
         # Writers take the lock up front (a deferred transaction that reads,
         # then writes, fails at once instead of waiting); readers under WAL
         # never wait, so lookups ask for readonly=True.
+        # (Straight to the driver: SQLAlchemy's execution path around one
+        # BEGIN cost more than the statement, four times a message.)
         readonly = conn.get_execution_options().get("readonly", False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        conn.connection.driver_connection.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
 
