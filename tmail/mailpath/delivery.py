@@ -48,6 +48,7 @@ EX_OK, EX_TEMPFAIL = 0, 75
 class Outcome:
     status: int
     text: str
+    notes: str = ""      # for the log line only (what verification found)
 
 
 class Delivery:
@@ -88,8 +89,8 @@ class Delivery:
         except Exception:
             log.exception("queue_id=%s internal error", queue_id)
             outcome = Outcome(EX_TEMPFAIL, "4.3.0 internal error in tmail; will retry")
-        log.info("queue_id=%s to=<%s> from=<%s> status=%s %s", queue_id, recipient, sender,
-                 outcome.status, outcome.text)
+        log.info("queue_id=%s to=<%s> from=<%s> status=%s %s%s", queue_id, recipient, sender,
+                 outcome.status, outcome.text, f"; {outcome.notes}" if outcome.notes else "")
         return outcome
 
     def _one_attempt(self, queue_id: str, recipient: str) -> "_Attempt":
@@ -197,7 +198,7 @@ class Delivery:
                         sender_text, loop)
             return Outcome(EX_OK, f"2.0.0 discarded: {loop}")
         header = hdr.make_field("Delivered-To", parse_envelope(recipient).smtp) + header
-        edit, used = None, []
+        edit, used, notes = None, [], ""
         if alias is not None and alias.replies_on and self.policy.reply_domain:
             edit, used = replying.forward_edit(self.service, alias, header, self.policy.reply_domain)
         if edit is not None and self.deliverability is None:
@@ -210,8 +211,7 @@ class Delivery:
                 sign_domains=(parse_envelope(recipient).domain,
                               self.policy.srs.domain if self.policy.srs else ""),
                 spf=_spf(receipt, sender_text), edit=edit)
-            header, body = prepared.header, prepared.body
-            log.info("queue_id=%s to=<%s> %s", queue_id, recipient, prepared.notes)
+            header, body, notes = prepared.header, prepared.body, prepared.notes
         envelope_sender = self._srs(sender_text)
         utf8 = receipt.smtputf8 or not envelope_sender.isascii() \
             or not all(d.isascii() for d in destinations)
@@ -219,7 +219,7 @@ class Delivery:
                            still_wanted)
         self._done(queue_id, recipient, receipt, digest, alias, forwarded=True, sender=sender_text,
                    also=replying.note_forwarded(used, self.service.clock()))
-        return Outcome(EX_OK, f"2.0.0 forwarded ({reply})")
+        return Outcome(EX_OK, f"2.0.0 forwarded ({reply})", notes)
 
     # -- replies through a reverse alias ---------------------------------------------
     def _reply(self, queue_id, recipient, sender, verdict, header, body, receipt, digest, still_wanted,
