@@ -68,7 +68,7 @@ def test_an_upgrade_replaces_tmails_own_master_entries_and_no_one_elses(cfg):
     """An earlier tmail's pipe (flags=D) and listener are replaced without
     --force; an admin's own service on the listener's address is not."""
     main = {}
-    installed_main, installed_master = apply(main, {}, wiring.install_changes(cfg, main, {}))
+    installed_main, installed_master = apply(main, {}, wiring.install_changes(cfg, main, {}, transport="pipe"))
     old = dict(installed_master)
     old["tmail/unix"] = old["tmail/unix"].replace("pipe null_sender=", "pipe flags=D null_sender=")
     old["127.0.0.1:10026/inet"] = old["127.0.0.1:10026/inet"].replace(" -o message_size_limit=0", "")
@@ -82,8 +82,9 @@ def test_an_upgrade_replaces_tmails_own_master_entries_and_no_one_elses(cfg):
 def test_conflicting_setting_needs_force(cfg):
     main = {"tmail_time_limit": "5s"}
     with pytest.raises(wiring.Conflict, match="tmail_time_limit"):
-        wiring.install_changes(cfg, main, {})
-    assert any(c.name == "tmail_time_limit" for c in wiring.install_changes(cfg, main, {}, force=True))
+        wiring.install_changes(cfg, main, {}, transport="pipe")
+    assert any(c.name == "tmail_time_limit"
+               for c in wiring.install_changes(cfg, main, {}, transport="pipe", force=True))
 
 
 def test_uninstall_removes_only_what_install_added(cfg):
@@ -204,8 +205,17 @@ def test_install_then_uninstall_leaves_postfix_as_it_was(tmp_path, postfix_dir, 
     assert cli.json("postfix", "uninstall", "--no-reload")["changed"] is False
 
 
-def test_lmtp_transport_is_read_from_master_cf_and_switches_both_ways(cfg):
+def test_a_new_install_is_lmtp_and_an_installed_pipe_stays_a_pipe(cfg):
     main, master = apply({}, {}, wiring.install_changes(cfg, {}, {}))
+    assert wiring.transport_of(master) == "lmtp" and "tmail_time_limit" not in main
+    assert master[wiring.MASTER_PIPE].split()[7] == "lmtp"
+    main, master = apply({}, {}, wiring.install_changes(cfg, {}, {}, transport="pipe"))
+    assert wiring.install_changes(cfg, main, master) == []          # an upgrade keeps the pipe
+    assert wiring.transport_of(master) == "pipe"
+
+
+def test_lmtp_transport_is_read_from_master_cf_and_switches_both_ways(cfg):
+    main, master = apply({}, {}, wiring.install_changes(cfg, {}, {}, transport="pipe"))
     assert wiring.transport_of(master) == "pipe" and main["tmail_time_limit"] == "900s"
     main, master = apply(main, master, wiring.install_changes(cfg, main, master, transport="lmtp"))
     service = master[wiring.MASTER_PIPE].split()

@@ -83,7 +83,8 @@ def test_uninstall_restores_then_install_rewires(mx):
     assert "relayhost = [127.0.0.1]" in unwired  # unrelated settings stay
     check = mx.tmail("postfix", "check", as_root=True, check=False)
     assert check.returncode == 1 and "[FAIL] postfix settings" in check.stdout
-    mx.tmail("postfix", "install", as_root=True)          # after an uninstall: pipe, the default
+    fresh = json.loads(mx.tmail("postfix", "install", "--json", as_root=True).stdout)
+    assert fresh["transport"] == "lmtp"      # after an uninstall: a new install, LMTP by default
     mx.tmail("postfix", "install", "--transport", mx.transport, as_root=True)
     assert postconf(mx, "-n") == wired
 

@@ -100,11 +100,11 @@ def current_state(cfg, postconf: Postconf):
 
 def installed_transport(postconf: Postconf) -> str:
     """pipe or lmtp: what master.cf's `tmail` service is (the one place
-    that says it; pipe where Postfix cannot be asked)."""
+    that says it; the default where Postfix cannot be asked)."""
     try:
         return wiring.transport_of(postconf.master())
     except CommandError:
-        return "pipe"
+        return wiring.DEFAULT_TRANSPORT
 
 
 def routed_domains(cfg, domains: list[str], own: frozenset[str] = frozenset()) -> list[str]:
