@@ -94,6 +94,14 @@ def test_no_answer_is_kept_longer_than_max_ttl(served, monkeypatch):
     assert resolver.txt("sel._domainkey.orig.test") == [b"v=DKIM1; p=new"]
 
 
+def test_the_cache_keeps_at_most_cache_entries_answers(served):
+    zone, servers = served
+    resolver = Resolver(servers, cache_entries=2)
+    for name in ("a.test", "b.test", "c.test", "a.test"):     # a.test was the least recently used
+        resolver.txt(name)
+    assert asked(zone, "a.test") == 2 and asked(zone, "c.test") == 1
+
+
 def test_no_cache_when_it_is_turned_off(served):
     zone, servers = served
     resolver = Resolver(servers, cache_entries=0)

@@ -92,8 +92,9 @@ DEFAULTS = {
         # "" = the system's resolvers (/etc/resolv.conf); else "host[:port], ...".
         "servers": "",
         "timeout_s": 5,
-        # Answers kept in the daemon, each for its TTL (at most an hour); 0: none.
-        "cache_entries": 10_000,
+        # Answers kept in the daemon, each for its TTL (at most an hour), about
+        # 4 KiB each (measured: 3.8 KiB for SPF-sized records); 0: none.
+        "cache_entries": 5_000,
     },
     "lifecycle": {
         # `tmail purge` removes aliases expired for longer than this ...

@@ -58,7 +58,7 @@ class _Cache(dns.resolver.LRUCache):
 
 class Resolver:
     def __init__(self, servers: list[tuple[str, int]] | None = None, timeout: float = 5.0,
-                 cache_entries: int = 10_000):
+                 cache_entries: int = 5_000):
         if servers:
             resolver = dns.resolver.Resolver(configure=False)
             resolver.nameservers = [host for host, _ in servers]
