@@ -283,6 +283,8 @@ def verify_dkim(header: bytes, body_hashes: dict, txt: TxtLookup) -> list[DkimRe
     """The first MAX_DKIM_SIGNATURES DKIM-Signature fields verified (topmost
     first) within one DNS deadline (txt: a DnsBudget, or a lookup given
     VERIFY_SECONDS); one `policy` result stands for any further ones."""
+    if b"dkim-signature" not in header.lower():
+        return []          # nothing to verify: dkimpy need not parse the header block
     budget = txt if isinstance(txt, DnsBudget) else DnsBudget(txt)
     try:
         verifier = _signer(_DKIM, header, body_hashes)
