@@ -255,3 +255,36 @@ def test_sessions_are_capped():
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("trickle", [b"x", b"line\r\n"], ids=["no line end", "whole lines"])
+def test_data_sent_a_byte_at_a_time_ends_at_the_time_limit(monkeypatch, trickle):
+    """Each byte restarts the socket's timeout, so only the DATA limit as a
+    whole stops a client that never finishes (and holds a session slot)."""
+    from tmail.mailpath import lmtp as lmtp_module
+    monkeypatch.setattr(lmtp_module, "DATA_TIMEOUT", 1.0)
+    recorder = Recorder()
+    server = lmtp_server(os.path.join(tempfile.mkdtemp(), "lmtp.sock"), recorder, hostname="mx.test",
+                         watch_every=0.2)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = Client(server.server_address)
+        for command in ("LHLO x", "MAIL FROM:<a@b.test>", "RCPT TO:<a@d.test>", "DATA"):
+            client.command(command)
+        client.sock.setblocking(False)
+        started = time.monotonic()
+        closed = False
+        while time.monotonic() - started < 6 and not closed:
+            try:
+                client.send(trickle)
+                closed = client.sock.recv(1) == b""
+            except BlockingIOError:    # nothing to read: the session is still open
+                pass
+            except OSError:            # the server's end is gone
+                closed = True
+            time.sleep(0.1)
+        assert closed, "the session outlived its DATA time limit"
+        assert time.monotonic() - started < 4 and recorder.calls == []
+    finally:
+        server.shutdown()
+        server.server_close()

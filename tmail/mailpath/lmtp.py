@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import socket
 import socketserver
 import tempfile
 import threading
@@ -38,6 +39,7 @@ MAX_SESSIONS = 200              # Postfix's lmtp processes: default_process_limi
 DATA_TIMEOUT = 600            # Postfix's lmtp_data_done_timeout
 MARGIN = 15                   # give up this long before the client would
 IDLE_TIMEOUT = 300            # Postfix's lmtp cache keeps a connection idle for far less
+WATCH_EVERY = 5.0             # how often DATA phases are checked against DATA_TIMEOUT
 XFORWARD = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "IDENT", "SOURCE")
 
 
@@ -74,10 +76,48 @@ def _reply(outcome) -> str:
     return f"250 {text}" if outcome.status == EX_OK else f"451 {text}"
 
 
+class _Watchdog:
+    """Ends a DATA phase that runs past DATA_TIMEOUT. A read cannot: a
+    client sending a byte now and then, and never a line end, restarts the
+    socket's timeout with each byte, and readline waits for the line. One
+    thread a listener shuts such connections down; a message costs two
+    dictionary operations."""
+
+    def __init__(self, every: float = WATCH_EVERY):
+        self.every = every
+        self._due: dict[socket.socket, float] = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._run, name="tmail-lmtp-watchdog", daemon=True).start()
+
+    def watch(self, sock: socket.socket, deadline: float) -> None:
+        with self._lock:
+            self._due[sock] = deadline
+
+    def done(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._due.pop(sock, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.every)
+            now = time.monotonic()
+            with self._lock:
+                late = [sock for sock, deadline in self._due.items() if deadline <= now]
+                for sock in late:
+                    del self._due[sock]
+            for sock in late:
+                log.info("lmtp client sent DATA for longer than %d s: connection closed", DATA_TIMEOUT)
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)     # the blocked read returns: end of input
+                except OSError:
+                    pass
+
+
 class _Session(socketserver.StreamRequestHandler):
     delivery = None           # set by lmtp_server
     hostname = "localhost"
     sessions: threading.BoundedSemaphore
+    watchdog: _Watchdog
     timeout = IDLE_TIMEOUT
 
     def handle(self):
@@ -192,12 +232,20 @@ class _Session(socketserver.StreamRequestHandler):
     def _receive(self, spool) -> None:
         """The message up to the lone dot, unstuffed, with LF line ends as
         the pipe passes it."""
-        at_start, carry, started = True, b"", time.monotonic()
+        started = time.monotonic()
+        self.watchdog.watch(self.connection, started + DATA_TIMEOUT)
+        try:
+            self._receive_lines(spool, started)
+        finally:
+            self.watchdog.done(self.connection)
+
+    def _receive_lines(self, spool, started: float) -> None:
+        at_start, carry = True, b""
         while True:
             line = self.rfile.readline(CHUNK)
             if not line:
                 raise _Closed("end of input in DATA")
-            if time.monotonic() - started > DATA_TIMEOUT:     # a client trickling bytes
+            if time.monotonic() - started > DATA_TIMEOUT:     # a client trickling lines
                 raise _Closed("DATA took longer than its time limit")
             line, carry = carry + line, b""
             if at_start and line in (b".\r\n", b".\n"):
@@ -269,7 +317,8 @@ def queue_key(ident: str | None, spool) -> str:
 
 
 def lmtp_server(path: str, delivery, hostname: str = "localhost", mode: int = 0o660,
-                max_sessions: int = MAX_SESSIONS) -> _UnixServer:
+                max_sessions: int = MAX_SESSIONS, watch_every: float = WATCH_EVERY) -> _UnixServer:
     handler = type("LmtpSession", (_Session,), {"delivery": delivery, "hostname": hostname,
-                                                "sessions": threading.BoundedSemaphore(max_sessions)})
+                                                "sessions": threading.BoundedSemaphore(max_sessions),
+                                                "watchdog": _Watchdog(watch_every)})
     return _UnixServer(path, handler, mode)
