@@ -6,6 +6,7 @@ line or in a header (no CR, LF, NUL or other control characters).
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -212,6 +213,13 @@ def parse_envelope(text: str) -> Address:
     """
     if not isinstance(text, str):
         raise AddressError("address must be text")
+    return _parse_envelope(text)
+
+
+# Remembered (an Address is immutable): a delivery reads its recipient half a
+# dozen times, and the milter and the delivery read the same ones.
+@functools.lru_cache(maxsize=1024)
+def _parse_envelope(text: str) -> Address:
     check_text(text, "address")
     raw = text.strip()
     if raw.startswith("<") and raw.endswith(">"):

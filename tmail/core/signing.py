@@ -158,6 +158,7 @@ class DnsBudget:
         return self.txt(name, timeout=left) if self._takes_timeout else self.txt(name)
 
 
+@functools.lru_cache(maxsize=32)    # inspect.signature, once a lookup function, not a message
 def _takes_timeout(txt: TxtLookup) -> bool:
     try:
         parameters = inspect.signature(txt).parameters.values()
