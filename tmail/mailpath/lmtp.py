@@ -101,16 +101,14 @@ class _Watchdog:
         while True:
             time.sleep(self.every)
             now = time.monotonic()
-            with self._lock:
-                late = [sock for sock, deadline in self._due.items() if deadline <= now]
-                for sock in late:
+            with self._lock:     # held: a session that called done() is never shut down
+                for sock in [sock for sock, deadline in self._due.items() if deadline <= now]:
                     del self._due[sock]
-            for sock in late:
-                log.info("lmtp client sent DATA for longer than %d s: connection closed", DATA_TIMEOUT)
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)     # the blocked read returns: end of input
-                except OSError:
-                    pass
+                    log.info("lmtp client sent DATA for longer than %d s: connection closed", DATA_TIMEOUT)
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)     # the blocked read returns: end of input
+                    except OSError:
+                        pass
 
 
 class _Session(socketserver.StreamRequestHandler):
