@@ -235,8 +235,12 @@ def acceptance_rates(mx, args):
     mx.postconf(f"smtpd_milters={milters}", "defer_transports=")
     subprocess.run(["postsuper", "-c", mx.conf, "-d", "ALL"], capture_output=True)
     mx.reload()
+    # Each round's on and off ran back to back: their ratio drifts less
+    # than the best of each, on a machine whose speed wanders between rounds.
+    ratios = sorted(a / b for a, b in zip(on, off, strict=True))
     print(f"acceptance of other mail (msg/s): milter on {' '.join(f'{v:.1f}' for v in on)}, "
-          f"off {' '.join(f'{v:.1f}' for v in off)};  on/off = {max(on) / max(off):.2f}x (target >= 0.9x)")
+          f"off {' '.join(f'{v:.1f}' for v in off)};  on/off = {max(on) / max(off):.2f}x best of each, "
+          f"{ratios[len(ratios) // 2]:.2f}x median of the rounds' ratios (target >= 0.9x)")
 
 
 def report_memory(mx):
