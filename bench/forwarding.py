@@ -119,6 +119,11 @@ def cpu_now(mx) -> tuple[float, float]:
     return postfix_cpu(mx), _cpu_of(mx.daemon.pid, children=False)
 
 
+def cpu_per_message(mx, before: tuple[float, float], count: int) -> tuple[float, ...]:
+    """CPU ms per message since `before` (a cpu_now()): Postfix's, the daemon's."""
+    return tuple(1000 * (a - b) / count for a, b in zip(cpu_now(mx), before, strict=True))
+
+
 def forward_rate(mx, sink, count, to, dest):
     """msg/s, and CPU ms per message of Postfix's processes and of the daemon."""
     before = sink.count(dest)
@@ -128,8 +133,7 @@ def forward_rate(mx, sink, count, to, dest):
     wait_until(lambda: sink.count(dest) >= before + count, timeout=900,
                what=f"{count} messages to {dest}", interval=0.1)
     rate = count / (time.perf_counter() - t0)
-    cpu_after = cpu_now(mx)
-    return rate, tuple(1000 * (a - b) / count for a, b in zip(cpu_after, cpu_before, strict=True))
+    return rate, cpu_per_message(mx, cpu_before, count)
 
 
 def setup_baselines(mx):
@@ -156,10 +160,13 @@ def setup_baselines(mx):
 
 
 def acceptance(mx, count, milter_on, milters):
+    """msg/s, and CPU ms per message of Postfix's processes and of the daemon."""
     mx.postconf(f"smtpd_milters={milters if milter_on else ''}")
     mx.reload()
     time.sleep(1)
-    return count / smtp_source(mx, count, "someone@elsewhere.test")
+    before = cpu_now(mx)
+    rate = count / smtp_source(mx, count, "someone@elsewhere.test")
+    return rate, cpu_per_message(mx, before, count)
 
 
 def big_message(to: str = "fwd@d.test", size: int = 20 * 1024 * 1024) -> bytes:
@@ -228,10 +235,12 @@ def acceptance_rates(mx, args):
     milters = subprocess.run(["postconf", "-c", mx.conf, "-h", "smtpd_milters"],
                              capture_output=True, text=True).stdout.strip()
     mx.postconf("defer_transports=relay smtp")
-    on, off = [], []
+    on, off, cpu_on, cpu_off = [], [], [], []
     for _ in range(args.rounds):
-        on.append(acceptance(mx, args.messages, True, milters))
-        off.append(acceptance(mx, args.messages, False, milters))
+        for rates, cpu, milter_on in ((on, cpu_on, True), (off, cpu_off, False)):
+            rate, used = acceptance(mx, args.messages, milter_on, milters)
+            rates.append(rate)
+            cpu.append(used)
     mx.postconf(f"smtpd_milters={milters}", "defer_transports=")
     subprocess.run(["postsuper", "-c", mx.conf, "-d", "ALL"], capture_output=True)
     mx.reload()
@@ -241,6 +250,11 @@ def acceptance_rates(mx, args):
     print(f"acceptance of other mail (msg/s): milter on {' '.join(f'{v:.1f}' for v in on)}, "
           f"off {' '.join(f'{v:.1f}' for v in off)};  on/off = {max(on) / max(off):.2f}x best of each, "
           f"{ratios[len(ratios) // 2]:.2f}x median of the rounds' ratios (target >= 0.9x)")
+    for name, cpu in (("on", cpu_on), ("off", cpu_off)):
+        postfix = sorted(c[0] for c in cpu)[len(cpu) // 2]
+        daemon = sorted(c[1] for c in cpu)[len(cpu) // 2]
+        print(f"  CPU per accepted message, milter {name:3}: Postfix {postfix:.2f} + daemon {daemon:.2f} ms"
+              " (the rounds' medians)")
 
 
 def report_memory(mx):
