@@ -12,6 +12,7 @@ nothing but a list of names (checked again before they reach a table).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -88,26 +89,26 @@ def follow(app, once):
     user, db = cfg["postfix"]["pipe_user"], cfg["database"]
     interval = cfg["fleet"]["sync_interval_s"]
 
-    def engine():      # in the child: every wait on the database bounded, as the daemon's
-        return make_engine(db["url"], db["busy_timeout_ms"], op_timeout=db["timeout_s"])
+    @contextlib.contextmanager
+    def transaction():
+        """In the child: one transaction, every wait on the database
+        bounded as the daemon's are; the engine goes with the child's work."""
+        engine = make_engine(db["url"], db["busy_timeout_ms"], op_timeout=db["timeout_s"])
+        try:
+            with engine.begin() as conn:
+                yield conn
+        finally:
+            engine.dispose()
 
     def domain_names():
-        eng = engine()
-        try:
-            with eng.connect() as conn, conn.begin():
-                return Store(conn).domain_names()
-        finally:
-            eng.dispose()
+        with transaction() as conn:
+            return Store(conn).domain_names()
 
     def report(transport, digest):
         def work():
-            eng = engine()
-            try:
-                with eng.begin() as conn:
-                    fleet_db.report(conn, cfg.host_name, tables_seen_at=utcnow(), transport=transport,
-                                    tables_digest=digest)
-            finally:
-                eng.dispose()
+            with transaction() as conn:
+                fleet_db.report(conn, cfg.host_name, tables_seen_at=utcnow(), transport=transport,
+                                tables_digest=digest)
         return work
 
     def say(text):
