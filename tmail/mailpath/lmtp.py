@@ -221,16 +221,15 @@ class _Session(socketserver.StreamRequestHandler):
         self._send("354 end with <CRLF>.<CRLF>")
         started = time.monotonic()
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
-            self._receive(spool)
+            self._receive(spool, started)
             replies = [self._deliver_one(recipient, spool, started) for recipient in self.recipients]
         self._send(*replies)       # one reply per recipient, in order (RFC 2033)
         self._reset()
         self.ident = None          # XFORWARD describes one message
 
-    def _receive(self, spool) -> None:
+    def _receive(self, spool, started: float) -> None:
         """The message up to the lone dot, unstuffed, with LF line ends as
-        the pipe passes it."""
-        started = time.monotonic()
+        the pipe passes it; DATA began at `started`."""
         self.watchdog.watch(self.connection, started + DATA_TIMEOUT)
         try:
             self._receive_lines(spool, started)
