@@ -7,6 +7,7 @@ from tmail.core.address import (
     normalise_domain,
     parse_address,
     parse_block_pattern,
+    parse_envelope,
     parse_sender,
 )
 
@@ -85,3 +86,10 @@ def test_parser_never_lets_control_characters_through(text):
 def test_domain_normalisation_is_idempotent(name):
     once = normalise_domain(name.upper())
     assert normalise_domain(once) == once == name
+
+
+@pytest.mark.parametrize("value", [b"a@d.test", ["a@d.test"], None])
+def test_an_envelope_address_that_is_not_text_is_an_address_error(value):
+    # (not a TypeError from the parse cache, which keys on the text)
+    with pytest.raises(AddressError, match="must be text"):
+        parse_envelope(value)
