@@ -233,3 +233,30 @@ def test_the_transport_table_names_the_lmtp_socket(cfg):
     assert hop == "unix:/var/spool/postfix/tmail/lmtp.sock" and wiring.nexthop(cfg, "pipe") == ""
     assert wiring.map_files(["d.test"], frozenset({"srs.d.test"}), hop)["transport"] == (
         f"d.test tmail:{hop}\nsrs.d.test tmail:{hop}\n")
+
+
+def test_two_processes_writing_the_tables_at_once_never_fail(tmp_path, postfix_dir):
+    """The follower and a CLI command (`domain add`) write the same tables
+    at once: neither may fail, and each file left is whole and one of theirs."""
+    from tmail.cli.postfix import Postconf, write_tables
+    _pristine(postfix_dir)
+    cfg = config.validate({"postfix": {"map_directory": str(tmp_path / "maps"),
+                                       "config_directory": str(postfix_dir)},
+                           "srs": {"domain": "srs.d.test"}}, "test.toml")
+    sets = [["a.test", "srs.d.test"], ["a.test", "b.test", "srs.d.test"]]
+    children = []
+    for which in range(2):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for i in range(30):
+                    write_tables(cfg, sets[(i + which) % 2], Postconf(str(postfix_dir)), "lmtp")
+            except BaseException:
+                os._exit(1)
+            os._exit(0)
+        children.append(pid)
+    assert [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children] == [0, 0]
+    hop = wiring.nexthop(cfg, "lmtp")
+    for name in wiring.map_files(sets[0], nexthop=hop):       # each file whole (files rename one by one)
+        assert (tmp_path / "maps" / name).read_text() in [wiring.map_files(s, nexthop=hop)[name] for s in sets]
+    assert not list((tmp_path / "maps").glob("*.tmp*"))

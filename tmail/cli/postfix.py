@@ -147,13 +147,20 @@ def write_tables(cfg, routed: list[str], postconf: Postconf, transport: str) -> 
         if table_is_current(path, name, content):
             continue
         # Build beside, then rename: Postfix never sees a half-written table.
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as handle:
-            handle.write(content)
-        if wiring.indexed(name):
-            postconf.postmap(tmp)
-            os.replace(tmp + ".db", path + ".db")
-        os.replace(tmp, path)
+        # The name is this process's: the follower and a CLI command can
+        # write at once (each from the database; the later rename wins).
+        tmp = f"{path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w") as handle:
+                handle.write(content)
+            if wiring.indexed(name):
+                postconf.postmap(tmp)
+                os.replace(tmp + ".db", path + ".db")
+            os.replace(tmp, path)
+        finally:
+            for leftover in (tmp, tmp + ".db"):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
         changed.append(path)
     return changed
 
