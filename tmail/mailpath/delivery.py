@@ -11,7 +11,8 @@ a sender nobody verified.
 Nothing is acknowledged before the reinjection listener's 250; every
 internal failure is a tempfail (75); a retried delivery of a message that
 already went out is recognised by its receipt and not sent twice; two
-attempts for one queue id and recipient never run at once, and an attempt
+attempts for one queue id and recipient never run at once (in any of the
+daemon's processes: tmail.mailpath.shared_locks), and an attempt
 whose client (the pipe) has gone is abandoned before the message is
 committed.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 
 from ..core import dsn, mails
 from ..core import headers as hdr
@@ -32,6 +32,7 @@ from ..core.verdict import AliasRecord, Kind
 from ..db.accounts import Accounts
 from . import replying
 from .service import Service, _Lookup, counts
+from .shared_locks import SharedLocks
 from .smtp import Abandoned, SmtpError, SmtpPool
 from .wire import WireError
 
@@ -54,7 +55,7 @@ class Outcome:
 class Delivery:
     def __init__(self, service: Service, reinject: tuple[str, int], *, reinject_timeout: float = 60,
                  helo: str = "localhost", deliverability=None, notice_from: str = "",
-                 keep_user_agent: bool = False):
+                 keep_user_agent: bool = False, locks: SharedLocks | None = None):
         self.service = service
         self.policy = service.policy
         self.reinject = reinject
@@ -62,8 +63,9 @@ class Delivery:
         self.helo = helo
         # Verification, From rewriting, DKIM and ARC (None: forward as it came).
         self.deliverability = deliverability
-        self._attempts: dict[tuple[str, str], list] = {}   # key -> [lock, waiting]
-        self._attempts_lock = threading.Lock()
+        # Shared with the daemon's other processes (LMTP workers): an attempt
+        # in one waits for an attempt at the same message in another.
+        self.locks = locks or SharedLocks()
         self._sessions = SmtpPool(*reinject, timeout=reinject_timeout, helo=helo)
         self.notice_from = notice_from or f"postmaster@{helo}"
         self.keep_user_agent = keep_user_agent
@@ -93,7 +95,7 @@ class Delivery:
                  outcome.status, outcome.text, f"; {outcome.notes}" if outcome.notes else "")
         return outcome
 
-    def _one_attempt(self, queue_id: str, recipient: str) -> "_Attempt":
+    def _one_attempt(self, queue_id: str, recipient: str):
         """One attempt per (queue id, alias) at a time: Postfix retrying
         while an earlier attempt still runs waits for it, then finds it done;
         and of alias+a and alias+b in one message, the second finds the
@@ -103,7 +105,7 @@ class Delivery:
             key = str(address.base(self.policy.recipient_delimiter)).casefold()
         except AddressError:
             key = recipient.casefold()
-        return _Attempt(self, (queue_id, key))
+        return self.locks.hold(f"attempt {queue_id} {key}")
 
     # -- the decision ------------------------------------------------------------
     def _deliver(self, queue_id, recipient, sender, chunks, still_wanted) -> Outcome:
@@ -342,28 +344,6 @@ class Delivery:
         except Exception:
             log.exception("queue_id=%s done, but recording it failed (a retry could repeat it)",
                           queue_id)
-
-
-class _Attempt:
-    """Holds the lock of one (queue id, recipient); the entry goes when the
-    last attempt that wanted it is done."""
-
-    def __init__(self, delivery: Delivery, key):
-        self.delivery, self.key = delivery, key
-
-    def __enter__(self):
-        with self.delivery._attempts_lock:
-            entry = self.delivery._attempts.setdefault(self.key, [threading.Lock(), 0])
-            entry[1] += 1
-        entry[0].acquire()
-        self.entry = entry
-
-    def __exit__(self, *exc):
-        self.entry[0].release()
-        with self.delivery._attempts_lock:
-            self.entry[1] -= 1
-            if self.entry[1] == 0:
-                del self.delivery._attempts[self.key]
 
 
 def _shown_sender(sender: str) -> str:

@@ -1,0 +1,76 @@
+"""Locks across the daemon's processes (tmail.mailpath.shared_locks): one
+holder at a time per name, whether the other holder is a thread of this
+process or another process, and a holder that dies lets go."""
+import os
+import signal
+import threading
+import time
+
+from tmail.mailpath.shared_locks import SharedLocks
+
+
+def held_elsewhere(locks: SharedLocks, name: str, seconds: float) -> int:
+    """A child process holding `name` for `seconds` (its pid, once it holds it)."""
+    ready_read, ready_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            with locks.hold(name):
+                os.write(ready_write, b"x")
+                time.sleep(seconds)
+        finally:
+            os._exit(0)
+    os.close(ready_write)
+    assert os.read(ready_read, 1) == b"x"
+    os.close(ready_read)
+    return pid
+
+
+def waited_for(locks: SharedLocks, name: str) -> float:
+    started = time.monotonic()
+    with locks.hold(name):
+        return time.monotonic() - started
+
+
+def test_threads_of_one_process_take_turns():
+    locks, inside, most = SharedLocks(), [0], [0]
+
+    def work():
+        for _ in range(50):
+            with locks.hold("attempt q1 shop@d.test"):
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+                time.sleep(0.0005)
+                inside[0] -= 1
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1
+
+
+def test_another_process_holding_the_name_is_waited_for():
+    locks = SharedLocks()
+    pid = held_elsewhere(locks, "attempt q2 shop@d.test", 0.5)
+    assert waited_for(locks, "attempt q2 shop@d.test") > 0.3
+    assert waited_for(locks, "attempt q3 shop@d.test") < 0.1     # another name: no wait
+    os.waitpid(pid, 0)
+
+
+def test_a_holder_that_dies_lets_go():
+    locks = SharedLocks()
+    pid = held_elsewhere(locks, "attempt q4 shop@d.test", 60)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    assert waited_for(locks, "attempt q4 shop@d.test") < 1
+
+
+def test_a_child_given_the_file_shares_the_locks():
+    """The workers get the daemon's file by its descriptor number."""
+    locks = SharedLocks()
+    inherited = SharedLocks(os.dup(locks.fd))
+    pid = held_elsewhere(inherited, "attempt q5 shop@d.test", 0.5)
+    assert waited_for(locks, "attempt q5 shop@d.test") > 0.3
+    os.waitpid(pid, 0)
+    inherited.close()
