@@ -108,15 +108,19 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+def tree_cpu(root: int) -> float:
+    """A process and everything under it, live or reaped."""
+    return sum(_cpu_of(pid) for pid in _descendants(root))
+
+
 def postfix_cpu(mx) -> float:
-    """Postfix's master and everything under it, live or reaped."""
     with open(f"{mx.queue}/pid/master.pid") as handle:
-        master = int(handle.read().split()[0])
-    return sum(_cpu_of(pid) for pid in _descendants(master))
+        return tree_cpu(int(handle.read().split()[0]))
 
 
 def cpu_now(mx) -> tuple[float, float]:
-    return postfix_cpu(mx), _cpu_of(mx.daemon.pid, children=False)
+    """Postfix's processes; the daemon's (its LMTP worker processes included)."""
+    return postfix_cpu(mx), tree_cpu(mx.daemon.pid)
 
 
 def cpu_per_message(mx, before: tuple[float, float], count: int) -> tuple[float, ...]:

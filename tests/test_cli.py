@@ -88,6 +88,7 @@ def test_unknown_configuration_key_is_a_config_error(tmp_path):
     ("[dns]\nservers = \"resolver.example:53\"\n", "expected IP addresses"),
     ("[dns]\nservers = \"127.0.0.1:99999\"\n", "expected IP addresses"),
     ("[dns]\ncache_entries = -1\n", "from 0 to 1000000"),
+    ("[daemon]\nlmtp_processes = 65\n", "from 0 to 64"),
     ("[dkim]\nauthserv_id = \"bad id;\"\n", "expected a host or domain name"),
 ])
 def test_bad_configuration_values(tmp_path, body, fragment):

@@ -33,6 +33,7 @@ _RANGES = {
     ("database", "busy_timeout_ms"): (0, 600_000),
     ("database", "timeout_s"): (1, 60),
     ("daemon", "verdict_timeout_s"): (1, 15),
+    ("daemon", "lmtp_processes"): (0, 64),
     ("aliases", "random_length"): (8, 40),
     ("srs", "max_age_days"): (1, 1000),
     ("daemon", "reinject_port"): (1, 65535),

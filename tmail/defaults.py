@@ -61,6 +61,12 @@ DEFAULTS = {
         # --transport lmtp` chose it (relative: under the queue directory,
         # where the postfix user reaches it through the tmail-postfix group).
         "lmtp_socket": "tmail/lmtp.sock",
+        # LMTP deliveries run in this many processes of their own, beside the
+        # daemon's (milter, pipe socket): a delivery is Python's CPU work
+        # (verifying, signing, sealing, the database), and one process runs
+        # one thread of Python at a time. More than one per core gains
+        # nothing. 0: in the daemon's own process.
+        "lmtp_processes": 2,
         "reinject_host": "127.0.0.1",
         "reinject_port": 10026,
         "reinject_timeout_s": 60,

@@ -43,15 +43,20 @@ def setup_logging(level: str, log_file: str | None) -> None:
     root.setLevel(level.upper())
 
 
-def build_service(cfg):
-    """The Service (database, verdicts) and the Delivery built on it."""
+def build_service(cfg, locks=None, pool: dict | None = None):
+    """The Service (database, verdicts) and the Delivery built on it.
+    locks: the SharedLocks of the daemon's processes; pool: the engine's
+    connection pool (PostgreSQL, MariaDB)."""
     from ..db.engine import make_engine
     from .arrival import checker, dkim_verifier, unsigned_dmarc
     from .deliverability import from_config as deliverability_from_config
     from .delivery import Delivery
     from .service import Service
     db, d = cfg["database"], cfg["daemon"]
-    pool = {} if db["url"].startswith("sqlite") else {"pool_size": 10, "max_overflow": 20}
+    if db["url"].startswith("sqlite"):
+        pool = {}
+    elif pool is None:
+        pool = {"pool_size": 10, "max_overflow": 20}
     engine = make_engine(db["url"], db["busy_timeout_ms"], op_timeout=db["timeout_s"], **pool)
     policy = config_mod.policy(cfg, engine)
     if policy.srs is None:
@@ -69,7 +74,8 @@ def build_service(cfg):
     delivery = Delivery(service, (d["reinject_host"], d["reinject_port"]),
                         reinject_timeout=d["reinject_timeout_s"], helo=socket.getfqdn(),
                         deliverability=deliverability_from_config(cfg, resolver.txt, engine),
-                        notice_from=cfg.notice_from, keep_user_agent=cfg["replies"]["keep_user_agent"])
+                        notice_from=cfg.notice_from, keep_user_agent=cfg["replies"]["keep_user_agent"],
+                        locks=locks)
     service.notify = delivery.notify
     return service, delivery
 
@@ -79,18 +85,27 @@ def run(cfg, log_file: str | None = None) -> None:
 
     from .following import Follower
     from .lmtp import lmtp_server
+    from .lmtp_workers import Workers
     from .milter import make_factory
-    from .servers import deliver_server, guard_server
+    from .servers import deliver_server, guard_server, unix_listener
+    from .shared_locks import SharedLocks
 
     setup_logging(cfg["daemon"]["log_level"], log_file)
     log = logging.getLogger("tmail")
-    service, delivery = build_service(cfg)
+    locks = SharedLocks()
+    service, delivery = build_service(cfg, locks)
     with service.read() as store:
         store.domain_names()   # fail early if the database is unreachable
     Follower(cfg, service.engine, service.policy, delivery.deliverability.keys).start()
     servers = [deliver_server(cfg["daemon"]["deliver_socket"], delivery),
-               guard_server(socket_path(cfg, "policy_socket")),
-               lmtp_server(socket_path(cfg, "lmtp_socket"), delivery, hostname=socket.getfqdn())]
+               guard_server(socket_path(cfg, "policy_socket"))]
+    lmtp_path, processes = socket_path(cfg, "lmtp_socket"), cfg["daemon"]["lmtp_processes"]
+    workers = None
+    if processes:
+        workers = Workers(cfg, log_file, unix_listener(lmtp_path, 0o660), locks, processes)
+        workers.start()
+    else:
+        servers.append(lmtp_server(lmtp_path, delivery, hostname=socket.getfqdn()))
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
     milter_path = socket_path(cfg, "milter_socket")
@@ -105,11 +120,14 @@ def run(cfg, log_file: str | None = None) -> None:
     # group read-write, 0660; its directory's group (setgid, tmail-postfix)
     # is the one the postfix user is in.
     os.umask(0o117)
-    log.info("tmail daemon ready: milter %s, deliver %s, guard %s, lmtp %s", milter_path,
-             cfg["daemon"]["deliver_socket"], socket_path(cfg, "policy_socket"), socket_path(cfg, "lmtp_socket"))
+    log.info("tmail daemon ready: milter %s, deliver %s, guard %s, lmtp %s (%s)", milter_path,
+             cfg["daemon"]["deliver_socket"], socket_path(cfg, "policy_socket"), lmtp_path,
+             f"{processes} worker processes" if processes else "in this process")
     try:
         Milter.runmilter("tmail", "unix:" + milter_path, timeout=30)
     finally:
+        if workers is not None:
+            workers.stop()
         for server in servers:
             server.shutdown()
             server.server_close()

@@ -1,7 +1,8 @@
 """The daemon's part in a fleet (several hosts on one database): every
 [fleet] sync_interval_s it re-reads the SRS secrets (in a fleet they live in
 the database, and a rotation on any host must reach this one) and reports
-what it uses, for `tmail doctor` on any host to compare."""
+what it uses, for `tmail doctor` on any host to compare. An LMTP worker
+follows the secrets too, and leaves the report to the daemon."""
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,9 @@ log = logging.getLogger("tmail.following")
 
 
 class Follower:
-    def __init__(self, cfg, engine, policy, keys):
+    def __init__(self, cfg, engine, policy, keys, report: bool = True):
         self.cfg, self.engine, self.policy, self.keys = cfg, engine, policy, keys
+        self.report = report
         self.interval = cfg["fleet"]["sync_interval_s"]
         self.stopped = threading.Event()
 
@@ -28,6 +30,8 @@ class Follower:
             if secrets != codec.secrets:
                 log.info("SRS secrets changed in the database: %d now", len(secrets))
                 codec.secrets = secrets      # one reference swap: readers see old or new
+        if not self.report:
+            return
         sealer = self.cfg.sealer() if self.cfg.fleet else None
         with self.engine.begin() as conn:
             fleet.report(conn, self.cfg.host_name, version=__version__, daemon_seen_at=utcnow(),

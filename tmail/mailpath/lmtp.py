@@ -313,9 +313,9 @@ def queue_key(ident: str | None, spool) -> str:
     return "local:" + (own or hashlib.sha256(spool.read(64 * 1024)).hexdigest()[:20])
 
 
-def lmtp_server(path: str, delivery, hostname: str = "localhost", mode: int = 0o660,
+def lmtp_server(where: str | socket.socket, delivery, hostname: str = "localhost", mode: int = 0o660,
                 max_sessions: int = MAX_SESSIONS, watch_every: float = WATCH_EVERY) -> _UnixServer:
     handler = type("LmtpSession", (_Session,), {"delivery": delivery, "hostname": hostname,
                                                 "sessions": threading.BoundedSemaphore(max_sessions),
                                                 "watchdog": _Watchdog(watch_every)})
-    return _UnixServer(path, handler, mode)
+    return _UnixServer(where, handler, mode)

@@ -20,27 +20,45 @@ from .wire import MAGIC, MAX_HEADER_LINE, read_chunks
 
 log = logging.getLogger("tmail.server")
 
+BACKLOG = 256
 DEFAULT_PATIENCE = 600     # seconds tmail-deliver waits, unless it says
 MARGIN = 15                # abandon this long before the client would give up
 
 
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+def unix_listener(path: str, mode: int) -> socket.socket:
+    """A listening UNIX socket at `path` with permissions `mode`."""
+    if os.path.exists(path):
+        os.unlink(path)  # a stale socket from a killed daemon
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o777 & ~mode)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, mode)
     # socketserver's default backlog is 5: a burst of smtpd processes (or of
     # pipe deliveries) would find the socket refusing them, and the guard's
     # default_action would defer good mail.
-    request_queue_size = 256
+    listener.listen(BACKLOG)
+    return listener
 
-    def __init__(self, path: str, handler, mode: int):
-        if os.path.exists(path):
-            os.unlink(path)  # a stale socket from a killed daemon
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        old = os.umask(0o777 & ~mode)
-        try:
-            super().__init__(path, handler)
-        finally:
-            os.umask(old)
-        os.chmod(path, mode)
+
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, where: str | socket.socket, handler, mode: int = 0o600):
+        """where: a path to listen at, or a listening socket (an LMTP
+        worker's, which its siblings accept on too: made non-blocking, so
+        that one that lost the race for a connection goes back to waiting)."""
+        if isinstance(where, socket.socket):
+            listener = where
+            listener.setblocking(False)
+        else:
+            listener = unix_listener(where, mode)
+        super().__init__(listener.getsockname(), handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = listener
 
 
 def deliver_server(path: str, delivery, mode: int = 0o600) -> _UnixServer:

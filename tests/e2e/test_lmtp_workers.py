@@ -1,0 +1,115 @@
+"""LMTP deliveries in worker processes (tmail.mailpath.lmtp_workers): the
+daemon keeps its workers running, they end with it however it ends, and an
+attempt at a message in one process waits for one in another."""
+import os
+import signal
+import smtplib
+import subprocess
+import threading
+import time
+
+import pytest
+from harness import DELIVER, Instance, wait_until
+
+
+@pytest.fixture(scope="module")
+def lmtp_mx(sink):
+    instance = Instance(sink.port, transport="lmtp")
+    try:
+        instance.setup()
+        instance.tmail("alias", "add", "crew", "--domain", "d.test", "--to", "crew@real.test")
+        yield instance
+    finally:
+        instance.teardown()
+
+
+def workers_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read()
+        except OSError:
+            continue
+        if parent == pid and b"tmail.mailpath.lmtp_workers" in command:
+            found.append(int(entry))
+    return sorted(found)
+
+
+def running(pid: int) -> bool:
+    """Alive: not gone, and not a zombie its new parent has yet to reap."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def arrived(sink, subject: str) -> int:
+    return sum(1 for m in sink.messages if f"Subject: {subject}\r\n".encode() in m.data)
+
+
+def send(mx, subject: str):
+    with mx.client() as client:
+        client.sendmail("alice@orig.test", ["crew@d.test"],
+                        f"From: alice@orig.test\r\nSubject: {subject}\r\n\r\nhi\r\n".encode())
+
+
+def test_a_worker_that_dies_is_started_again_and_mail_goes_on(lmtp_mx, sink):
+    wait_until(lambda: len(workers_of(lmtp_mx.daemon.pid)) == 2, what="two LMTP workers")
+    first = workers_of(lmtp_mx.daemon.pid)
+    os.kill(first[0], signal.SIGKILL)
+    wait_until(lambda: len(workers_of(lmtp_mx.daemon.pid)) == 2
+               and first[0] not in workers_of(lmtp_mx.daemon.pid), what="a new worker")
+    assert "LMTP worker 0 (pid" in lmtp_mx.tmail_log() or "LMTP worker 1 (pid" in lmtp_mx.tmail_log()
+    for i in range(6):
+        send(lmtp_mx, f"after a worker died {i}")
+    wait_until(lambda: all(arrived(sink, f"after a worker died {i}") == 1 for i in range(6)),
+               timeout=60, what="six messages through the workers")
+
+
+def lmtp_attempt(mx, ident: str, body: bytes):
+    """One delivery straight to the LMTP socket, as Postfix's lmtp(8) makes it."""
+    with smtplib.LMTP(f"{mx.queue}/tmail/lmtp.sock", timeout=120) as client:
+        client.ehlo_or_helo_if_needed()
+        assert client.docmd("XFORWARD", f"IDENT={ident}")[0] == 250
+        client.sendmail("sender@orig.test", ["crew@d.test"], body.replace(b"\n", b"\r\n"))
+
+
+def pipe_attempt(mx, queue_id: str, body: bytes):
+    result = subprocess.run([DELIVER, "--socket", f"{mx.run_dir}/deliver.sock", queue_id,
+                             "sender@orig.test", "crew@d.test"], input=body, capture_output=True,
+                            user="tmail")
+    assert result.returncode == 0, result
+
+
+def test_attempts_at_one_message_in_two_processes_forward_one_copy(lmtp_mx, sink):
+    """The pipe's attempt runs in the daemon, the LMTP one in a worker: they
+    wait for each other across processes, and one copy leaves."""
+    body = (b"Received: from a (a [192.0.2.1]) by mx.fwd.test (Postfix) with ESMTP id 4QCROSS;"
+            b" Sat, 28 Nov 2026 10:00:00 +0000\nFrom: alice@orig.test\nSubject: two processes\n\n"
+            + b"x" * 5_000_000 + b"\n")
+    threads = [threading.Thread(target=pipe_attempt, args=(lmtp_mx, "4QCROSS", body)),
+               threading.Thread(target=lmtp_attempt, args=(lmtp_mx, "4QCROSS", body))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sink.wait_for(lambda m: b"Subject: two processes" in m.data, timeout=60)
+    time.sleep(2)
+    assert arrived(sink, "two processes") == 1
+    assert "already forwarded" in lmtp_mx.tmail_log()
+
+
+def test_the_workers_end_with_the_daemon_however_it_ends(lmtp_mx):
+    workers = workers_of(lmtp_mx.daemon.pid)
+    assert len(workers) == 2
+    lmtp_mx.kill_daemon()       # SIGKILL: no chance to stop them itself
+    wait_until(lambda: not any(running(pid) for pid in workers),
+               what="the workers to end")
+    lmtp_mx.start_daemon()
+    wait_until(lambda: len(workers_of(lmtp_mx.daemon.pid)) == 2, what="two new workers")
