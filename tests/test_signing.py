@@ -110,6 +110,41 @@ def test_arc_seal_starts_and_continues_a_chain():
     assert signing.verify_arc(header2, changed, txt) == "fail"
 
 
+def _unfiltered(cls, header, digests, key, *args, **kw):
+    """What dkimpy makes of the whole header block (tmail gives it less)."""
+    return signing._signer(cls, header, digests).sign(key.selector.encode(), key.domain.encode(),
+                                                      key.private, *args, **kw)
+
+
+def test_fields_dkimpy_would_not_sign_are_left_out_without_changing_a_signature(monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000)    # t= is part of what is signed
+    rsa, ed = signing.Key("sign.test", "rsa", "rsa", RSA), signing.Key("sign.test", "ed", "ed25519", ED)
+    earlier_ar = b"Authentication-Results: mx.sign.test; dkim=none; arc=none\r\n"
+    header, _, digests = split(earlier_ar + MESSAGE)
+    earlier_set = b"".join(signing.arc_seal(header, digests, rsa, "mx.sign.test"))
+    extra = (b"DKIM-Signature: v=1; a=rsa-sha256; d=x.test; s=s; h=from; bh=AAAA; b=BBBB\r\n"
+             b"Received: from a by b; Fri, 27 Nov 2026 10:00:00 +0000\r\n"
+             b"X-Spam: no\r\nSUBJECT: case\r\nCc: x@y.test,\r\n\tz@y.test\r\n"
+             b"List-Id: <l.y.test>\r\nDelivered-To: shop@d.test\r\nReceived: from c by d\r\n"
+             b"Authentication-Results: other.test; spf=pass smtp.mailfrom=a@b.test\r\n"
+             b"Authentication-Results: broken\r\nReply-To: r@y.test\r\n")
+    ours = b"Authentication-Results: mx2.sign.test; spf=none; dkim=none; dmarc=none; arc=pass\r\n"
+    whole = ours + extra + earlier_set + earlier_ar + MESSAGE
+    header, _, digests = split(whole)
+    for key in (rsa, ed):
+        assert signing.dkim_sign(header, digests, key) == _unfiltered(
+            signing._DKIM, header, digests, key, signature_algorithm=key.dkim_algorithm,
+            canonicalize=(b"relaxed", b"simple"))
+    sealed = signing.arc_seal(header, digests, rsa, "mx2.sign.test")
+    assert b"i=2" in sealed[0] and b"cv=pass" in sealed[0]
+    assert sealed == _unfiltered(signing._ARC, header, digests, rsa, b"mx2.sign.test")
+    assert dkim.arc_verify(b"".join(sealed) + whole, dnsfunc=dnsfunc)[0] == dkim.CV_Pass
+    assert b"Received" not in signing._only(header, signing._SEALED)
+    for odd in (b"X-Odd : blank before the colon\r\n", b"not a field\r\n"):
+        # dkimpy refuses these: it gets the whole header, and its refusal stands
+        assert signing._only(odd + header, signing._SEALED) == odd + header
+
+
 def test_body_hashes_cover_what_incoming_signatures_ask_for():
     header = (b"DKIM-Signature: v=1; a=rsa-sha1; c=simple/relaxed; l=10; d=x.test; s=s; h=from; "
               b"bh=" + base64.b64encode(b"x") + b"; b=abc\r\nFrom: a@x.test\r\n")

@@ -31,6 +31,7 @@ import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from . import headers as hdr
+from . import rfc5322
 from .bodyhash import BodyHashes
 
 log = logging.getLogger("tmail.signing")
@@ -366,9 +367,44 @@ def verify_arc(header: bytes, body_hashes: dict, txt: TxtLookup) -> str:
     return {dkim.CV_Pass: "pass", dkim.CV_None: "none"}.get(cv, "fail")
 
 
+# What dkimpy signs by default (RFC 6376's list, From twice) and what its ARC
+# seal reads besides: Authentication-Results and the ARC sets. dkimpy
+# canonicalises every field it is given, once per signature and more for a
+# seal (four to six passes a message); a field outside these (Received,
+# X-*) cannot change what it signs, so it is not given them. A name that
+# only differs in case or in blanks before the colon stays in (a superset
+# of what dkimpy matches is harmless; missing one would change the signature).
+_SIGNED = frozenset(name.decode() for name in dkim.DKIM.SHOULD + dkim.DKIM.FROZEN)
+_DKIMPY_FIELD = re.compile(rb"[\x21-\x7e]+?:")     # a field's start, as dkimpy reads it
+_SEALED = _SIGNED | {"authentication-results", "arc-seal", "arc-message-signature",
+                     "arc-authentication-results"}
+
+
+def _only(header: bytes, names: frozenset[str], authserv_id: str = "") -> bytes:
+    """The fields of `header` named in `names`; with `authserv_id`, of the
+    Authentication-Results fields only those that claim it, or cannot be
+    read (dkimpy parses each, and seals only what its own id reports)."""
+    fields = hdr.split_fields(header)
+    if not all(_DKIMPY_FIELD.match(field) for field in fields):
+        return header      # dkimpy refuses what it cannot read as a field: its verdict stands
+    kept = []
+    for field in fields:
+        name = hdr.name_of(field)
+        if name not in names:
+            continue
+        if authserv_id and name == "authentication-results":
+            try:
+                if rfc5322.authserv_id(hdr.value_of(field)).lower() != authserv_id.lower():
+                    continue
+            except rfc5322.HeaderSyntaxError:
+                pass
+        kept.append(field)
+    return b"".join(kept)
+
+
 def dkim_sign(header: bytes, body_hashes: dict, key: Key) -> bytes:
     """A DKIM-Signature header field (relaxed/simple, RFC 6376's header list)."""
-    signer = _signer(_DKIM, header, body_hashes)
+    signer = _signer(_DKIM, _only(header, _SIGNED), body_hashes)
     return signer.sign(key.selector.encode(), key.domain.encode("idna"), key.private,
                        signature_algorithm=key.dkim_algorithm,
                        canonicalize=(b"relaxed", b"simple"))
@@ -378,7 +414,7 @@ def arc_seal(header: bytes, body_hashes: dict, key: Key, authserv_id: str) -> li
     """The next ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results),
     continuing the chain the Authentication-Results for authserv_id describes.
     Empty when the chain has ended (an earlier hop reported it failed)."""
-    signer = _signer(_ARC, header, body_hashes)
+    signer = _signer(_ARC, _only(header, _SEALED, authserv_id), body_hashes)
     return signer.sign(key.selector.encode(), key.domain.encode("idna"), key.private,
                        authserv_id.encode())
 
