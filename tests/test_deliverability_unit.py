@@ -171,3 +171,35 @@ def test_verification_stops_at_the_deadline(keys, zone):
     prepared, _ = forward(deliverability, header, b"hi\n")
     assert time.monotonic() - started < 10 and len(asked) == 1
     assert prepared.notes.startswith("dkim=" + "/".join(["temperror"] * 10 + ["policy"]) + " dmarc=temperror")
+
+
+def test_the_seal_copies_tmails_own_results_without_parsing_them_back(keys, zone, monkeypatch):
+    """dkimpy's seal reads tmail's field as tmail wrote it (authres would
+    drop the comment); authres still parses every other field it reads."""
+    import authres
+    parsed = []
+    real_parse = authres.AuthenticationResultsHeader.parse
+    monkeypatch.setattr(authres.AuthenticationResultsHeader, "parse",
+                        staticmethod(lambda text: parsed.append(text) or real_parse(text)))
+    deliverability = Deliverability(keys, lambda name: zone.get(name, []), "mx.d.test")
+    header = b"From: alice@orig.test\nTo: shop@d.test\nSubject: own results\n"
+    _, out = forward(deliverability, header, b"hi\n", spf=Spf("pass", "alice@orig.test", "mx.orig.test"))
+    [ours] = auth_results(out)
+    [copied] = auth_results(out, b"ARC-Authentication-Results")
+    assert "dmarc=pass (p=reject) header.from=orig.test" in ours
+    assert " ".join(copied.split()) == "i=1; " + " ".join(ours.split())
+    assert not any("mx.d.test" in text for text in parsed)
+    dnsfunc = lambda name, timeout=5: (zone.get(name.decode().rstrip("."), [None]))[0]  # noqa: E731
+    assert dkim.arc_verify(wire(out), dnsfunc=dnsfunc)[0] == dkim.CV_Pass
+
+
+def test_a_signature_naming_a_non_ascii_domain_does_not_cost_the_seal(keys, zone):
+    """authres cannot parse a U-label, and a field it cannot parse cost
+    dkimpy's seal the whole field: a crafted d= sent the message unsealed."""
+    deliverability = Deliverability(keys, lambda name: zone.get(name, []), "mx.d.test")
+    header = ("DKIM-Signature: v=1; a=rsa-sha256; d=bücher.test; s=s; h=from; bh=AAAA; b=BBBB\n"
+              "From: alice@orig.test\nSubject: idn\n").encode()
+    _, out = forward(deliverability, header, b"hi\n")
+    [ours] = auth_results(out)
+    assert "header.d=xn--bcher-kva.test" in ours and ours.isascii()
+    assert b"ARC-Seal: i=1" in out

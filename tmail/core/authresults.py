@@ -77,30 +77,53 @@ def strip_own(fields: list[bytes], authserv_id: str) -> list[bytes]:
     return kept
 
 
-def field_value(authserv_id: str, spf: Spf | None, dkim: list[DkimResult],
-                dmarc: DmarcResult, arc: str) -> str:
-    clauses = [spf.clause() if spf else "spf=none"]
+def clauses(spf: Spf | None, dkim: list[DkimResult], dmarc: DmarcResult, arc: str) -> list[str]:
+    """The field's results, one `method=result ...` clause each, in ASCII
+    only: the ARC seal copies them, and a parser on the way that fails on
+    one (authres, in dkimpy's seal too) costs the message its seal."""
+    found = [spf.clause() if spf else "spf=none"]
     if dkim:
         for r in dkim:
             clause = f"dkim={r.result}"
             reason = _reason(r.reason) if r.result != "pass" else ""
             if reason:
                 clause += f' reason="{reason}"'
-            if r.domain:
-                clause += f" header.d={pvalue(r.domain)}"
-            if r.selector:
-                clause += f" header.s={pvalue(r.selector)}"
-            clauses.append(clause)
+            if _ascii_name(r.domain):
+                clause += f" header.d={pvalue(_ascii_name(r.domain))}"
+            if _ascii_name(r.selector):
+                clause += f" header.s={pvalue(_ascii_name(r.selector))}"
+            found.append(clause)
     else:
-        clauses.append("dkim=none")
+        found.append("dkim=none")
     dmarc_clause = f"dmarc={dmarc.result}"
     if dmarc.result in ("pass", "fail"):
         dmarc_clause += f" (p={dmarc.policy})"
-    if dmarc.from_domain:
-        dmarc_clause += f" header.from={pvalue(dmarc.from_domain)}"
-    clauses.append(dmarc_clause)
-    clauses.append(f"arc={arc}")
-    return f"{authserv_id};\n\t" + ";\n\t".join(clauses)
+    if _ascii_name(dmarc.from_domain):
+        dmarc_clause += f" header.from={pvalue(_ascii_name(dmarc.from_domain))}"
+    found.append(dmarc_clause)
+    found.append(f"arc={arc}")
+    return found
+
+
+def field_value(authserv_id: str, spf: Spf | None, dkim: list[DkimResult],
+                dmarc: DmarcResult, arc: str) -> str:
+    return joined(authserv_id, clauses(spf, dkim, dmarc, arc))
+
+
+def joined(authserv_id: str, results: list[str]) -> str:
+    """The field's value: the authserv-id, then the clauses, one a line."""
+    return f"{authserv_id};\n\t" + ";\n\t".join(results)
+
+
+def _ascii_name(name: str) -> str:
+    """A domain (or selector) as printable ASCII: an internationalised one
+    as its A-labels; "" when it has none (the property is left out)."""
+    if _printable_ascii(name):
+        return name
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return ""
 
 
 def _reason(text: str) -> str:

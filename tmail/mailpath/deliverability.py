@@ -107,8 +107,8 @@ class Deliverability:
         from_domain = fromrewrite.from_domain(fields)
         dmarc_result = dmarc.evaluate(from_domain, dkim_results, spf.result if spf else "none",
                                       spf.domain if spf else "", txt)
-        ar = hdr.make_field("Authentication-Results", authresults.field_value(
-            self.authserv_id, spf, dkim_results, dmarc_result, arc))
+        results = authresults.clauses(spf, dkim_results, dmarc_result, arc)
+        ar = hdr.make_field("Authentication-Results", authresults.joined(self.authserv_id, results))
 
         counts = hdr.counts(fields)
         changed: frozenset[str] = frozenset()
@@ -118,7 +118,7 @@ class Deliverability:
         rewritten = fromrewrite.needed(from_rewrite, dmarc_result, survivor)
         if rewritten:
             fields = fromrewrite.rewrite(fields, alias_address)
-        out = self._signed([ar] + fields, digests, sign_domains)
+        out = self._signed([ar] + fields, digests, sign_domains, results=results)
         notes = (f"dkim={'/'.join(r.result for r in dkim_results) or 'none'} dmarc={dmarc_result.result}"
                  f" p={dmarc_result.policy} arc={arc} from={'rewritten' if rewritten else 'kept'}")
         return Prepared(out, _read_spool(spool), rewritten, notes)
@@ -129,7 +129,7 @@ class Deliverability:
         hashes = BodyHashes()
         hashes.want(*signing.SIGN_BODY)
         spool = self._spool(body, hashes)
-        out = self._signed(hdr.split_fields(header), hashes.finish(), (domain,), seal=False)
+        out = self._signed(hdr.split_fields(header), hashes.finish(), (domain,))
         return Prepared(out, _read_spool(spool))
 
     def sign_message(self, raw: bytes, *sign_domains: str) -> bytes:
@@ -141,9 +141,12 @@ class Deliverability:
         hashes.want(*signing.SIGN_BODY)
         hashes.update(body)
         fields = hdr.split_fields(header + b"\n")
-        return self._signed(fields, hashes.finish(), sign_domains, seal=False) + b"\n" + body
+        return self._signed(fields, hashes.finish(), sign_domains) + b"\n" + body
 
-    def _signed(self, fields: list[bytes], digests: dict, sign_domains, seal: bool = True) -> bytes:
+    def _signed(self, fields: list[bytes], digests: dict, sign_domains,
+                results: list[str] | None = None) -> bytes:
+        """Signed; sealed too when `results` are given: the clauses of
+        tmail's Authentication-Results field among `fields` (a forward)."""
         header = b"".join(fields)
         if not (self.sign or self.seal):
             return header
@@ -164,9 +167,9 @@ class Deliverability:
                 for key in keys:
                     added.insert(0, signing.dkim_sign(header, digests, key))
             rsa = next((k for k in keys if k.algorithm == "rsa"), None)
-            if seal and self.seal and rsa is not None:
+            if results is not None and self.seal and rsa is not None:
                 with_signatures = b"".join(added) + header
-                sealed = signing.arc_seal(with_signatures, digests, rsa, self.authserv_id)
+                sealed = signing.arc_seal(with_signatures, digests, rsa, self.authserv_id, results)
                 if not sealed:
                     log.warning("no ARC seal: dkimpy made none (its chain ended or a field it "
                                 "reads did not parse)")
