@@ -123,6 +123,16 @@ def test_asks_postfix_for_the_resolved_recipient(service):
     assert ctx._symlist[Milter.M_EOM] == {b"i"}
 
 
+def test_the_negotiation_worked_out_once_is_pymilters_own(service):
+    ours, theirs = MilterCtx(), MilterCtx()
+    Milter.factory = make_factory(service)
+    assert ours._negotiate() == Milter.CONTINUE
+    Milter.factory = type("Plain", (make_factory(service),), {"negotiate": Milter.Base.negotiate})
+    assert theirs._negotiate() == Milter.CONTINUE
+    assert ours._symlist == theirs._symlist and ours._protocol == theirs._protocol
+    assert ours._symlist[Milter.M_ENVFROM] == {b"{mail_addr}", b"{auth_authen}"}
+
+
 def test_a_message_with_none_of_tmails_recipients_is_let_go_at_data(service):
     ctx = connected(service)
     mail(ctx, "a@b.test")
