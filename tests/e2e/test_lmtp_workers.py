@@ -105,11 +105,14 @@ def test_attempts_at_one_message_in_two_processes_forward_one_copy(lmtp_mx, sink
     assert "already forwarded" in lmtp_mx.tmail_log()
 
 
-def test_the_workers_end_with_the_daemon_however_it_ends(lmtp_mx):
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_the_workers_end_with_the_daemon_however_it_ends(lmtp_mx, how):
+    """However it ends (SIGTERM from a service manager or a person, or
+    SIGKILL), its workers see it gone and end too."""
+    wait_until(lambda: len(workers_of(lmtp_mx.daemon.pid)) == 2, what="two LMTP workers")
     workers = workers_of(lmtp_mx.daemon.pid)
-    assert len(workers) == 2
-    lmtp_mx.kill_daemon()       # SIGKILL: no chance to stop them itself
-    wait_until(lambda: not any(running(pid) for pid in workers),
-               what="the workers to end")
+    lmtp_mx.daemon.send_signal(how)
+    lmtp_mx.daemon.wait(20)
+    wait_until(lambda: not any(running(pid) for pid in workers), what="the workers to end")
     lmtp_mx.start_daemon()
     wait_until(lambda: len(workers_of(lmtp_mx.daemon.pid)) == 2, what="two new workers")
