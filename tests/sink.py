@@ -21,6 +21,7 @@ class Sink:
     reject: set[str] = field(default_factory=set)     # lower-case addresses refused with 550
     messages: list[Received] = field(default_factory=list)
     connections: int = 0          # SMTP sessions opened so far
+    pipelining: bool = True       # offered in the EHLO reply (RFC 2920)
 
     def __post_init__(self):
         self.lock = threading.Condition()
@@ -43,7 +44,8 @@ class Sink:
                     verb = cmd[:4].upper()
                     if verb in ("EHLO", "HELO"):
                         self.wfile.write(b"250-sink.test\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-                                         b"250-SIZE 100000000\r\n250 PIPELINING\r\n")
+                                         + (b"250-PIPELINING\r\n" if sink.pipelining else b"")
+                                         + b"250 SIZE 100000000\r\n")
                     elif verb == "MAIL":
                         addr, _, params = cmd[10:].partition(">")
                         mail_from, rcpts = addr.lstrip("<"), []

@@ -12,9 +12,11 @@ from sink import Sink
 from tmail.mailpath.smtp import Abandoned, SmtpError, SmtpPool
 
 
-@pytest.fixture
-def sink():
-    server = Sink()
+@pytest.fixture(params=[True, False], ids=["pipelining", "no-pipelining"])
+def sink(request):
+    """The envelope in one write (RFC 2920), or command by command to a
+    server that does not offer PIPELINING."""
+    server = Sink(pipelining=request.param)
     yield server
     server.close()
 
@@ -62,3 +64,17 @@ def test_an_idle_session_is_not_reused_past_its_time(sink):
     send(pool, "one")
     send(pool, "two")
     assert sink.connections == 2
+
+
+def test_a_refused_destination_among_several_sends_to_none(sink):
+    """All destinations or none: a partial forward could not be retried
+    without sending the others a second copy."""
+    sink.reject.add("gone@dest.test")
+    pool = SmtpPool("127.0.0.1", sink.port, timeout=5)
+    with pytest.raises(SmtpError) as refused:
+        pool.transaction("srs@fwd.test", ["a@dest.test", "gone@dest.test", "b@dest.test"], False,
+                         [b"Subject: partial\n\nhi\n"])
+    assert refused.value.code == 550 and pool._idle == []
+    send(pool, "after")
+    sink.wait_for(lambda m: b"Subject: after" in m.data)
+    assert not any(b"Subject: partial" in m.data for m in sink.messages)

@@ -69,18 +69,28 @@ class SmtpClient:
             if "SMTPUTF8" not in self.extensions:
                 raise SmtpError(450, "reinjection listener lacks SMTPUTF8")
             params += " SMTPUTF8"
-        code, lines = self.command(f"MAIL FROM:<{sender}>{params}")
-        if code != 250:
-            raise SmtpError(code, " ".join(lines))
-        for rcpt in recipients:
-            code, lines = self.command(f"RCPT TO:<{rcpt}>")
-            if code not in (250, 251):
-                # All destinations or none: a partial forward cannot be retried cleanly.
-                self.command("RSET")
+        commands = [f"MAIL FROM:<{sender}>{params}", *(f"RCPT TO:<{rcpt}>" for rcpt in recipients), "DATA"]
+        wanted = [(250,)] + [(250, 251)] * len(recipients) + [(354,)]
+        if "PIPELINING" not in self.extensions:
+            for command, good in zip(commands, wanted, strict=True):
+                code, lines = self.command(command)
+                if code not in good:
+                    if command.startswith("RCPT"):
+                        self.command("RSET")
+                    raise SmtpError(code, " ".join(lines))
+            return
+        # RFC 2920: the envelope in one write and its replies read in order,
+        # two round trips a message fewer (Postfix's smtpd offers it).
+        self.sock.sendall("".join(command + "\r\n" for command in commands).encode("utf-8"))
+        replies = [self._reply() for _ in commands]
+        for (code, lines), good in zip(replies, wanted, strict=True):
+            if code not in good:
+                if replies[-1][0] == 354:
+                    # All destinations or none: DATA was accepted for the
+                    # others. Closing before the final dot makes the server
+                    # discard the transaction.
+                    self.sock.close()
                 raise SmtpError(code, " ".join(lines))
-        code, lines = self.command("DATA")
-        if code != 354:
-            raise SmtpError(code, " ".join(lines))
 
     def send_message(self, chunks, before_end=None) -> str:
         """Stream the message (LF line ends) and return the final 250 text.
