@@ -116,3 +116,17 @@ def test_the_workers_end_with_the_daemon_however_it_ends(lmtp_mx, how):
     wait_until(lambda: not any(running(pid) for pid in workers), what="the workers to end")
     lmtp_mx.start_daemon()
     wait_until(lambda: len(workers_of(lmtp_mx.daemon.pid)) == 2, what="two new workers")
+
+
+def test_with_no_worker_processes_the_daemon_delivers_itself(sink):
+    """[daemon] lmtp_processes = 0: the LMTP listener is the daemon's own."""
+    mx = Instance(sink.port, transport="lmtp", config={"daemon": {"lmtp_processes": 0}})
+    try:
+        mx.setup()
+        mx.tmail("alias", "add", "crew", "--domain", "d.test", "--to", "crew@real.test")
+        send(mx, "no workers")
+        sink.wait_for(lambda m: b"Subject: no workers" in m.data, timeout=60)
+        assert workers_of(mx.daemon.pid) == []
+        assert "postfix/tmail-lmtp" in mx.maillog() and "(in this process)" in mx.tmail_log()
+    finally:
+        mx.teardown()
