@@ -63,13 +63,18 @@ class Workers:
                 if self._stopping.is_set():
                     return
                 started = time.monotonic()
-                process = self._running[slot] = self._spawn()
-            status = process.wait()
-            if self._stopping.is_set():
-                return
+                try:
+                    process = self._running[slot] = self._spawn()
+                except OSError as exc:    # no interpreter to run, no processes left
+                    log.error("LMTP worker %d cannot be started: %s", slot, exc)
+                    process = None
+            if process is not None:
+                status = process.wait()
+                if self._stopping.is_set():
+                    return
+                log.error("LMTP worker %d (pid %d) ended with status %d", slot, process.pid, status)
             pause = 1.0 if time.monotonic() - started > MAX_PAUSE else min(pause * 2, MAX_PAUSE)
-            log.error("LMTP worker %d (pid %d) ended with status %d: starting it again in %g s",
-                      slot, process.pid, status, pause)
+            log.info("LMTP worker %d: starting it again in %g s", slot, pause)
             self._stopping.wait(pause)
 
     def _spawn(self) -> subprocess.Popen:
@@ -77,7 +82,9 @@ class Workers:
         command = [sys.executable, "-m", __name__, *map(str, fds)]
         if self.log_file:
             command.append(self.log_file)
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=fds, cwd="/")
+        # in the daemon's working directory: a relative path in the
+        # configuration (a SQLite file) names the same file
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, pass_fds=fds)
         assert process.stdin is not None
         try:
             with process.stdin:
@@ -85,10 +92,6 @@ class Workers:
         except BrokenPipeError:
             pass        # it died at once: its status says why, and it is started again
         return process
-
-    def pids(self) -> list[int]:
-        with self._lock:
-            return [p.pid for p in self._running.values() if p.poll() is None]
 
     def stop(self, grace: float = 10.0) -> None:
         with self._lock:
