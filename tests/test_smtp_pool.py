@@ -5,6 +5,7 @@ abandoned message never leaves a session behind."""
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 from sink import Sink
@@ -50,9 +51,10 @@ def test_a_refusal_or_an_abandoned_message_closes_the_session(sink):
     with pytest.raises(SmtpError) as refused:
         send(pool, "refused", to="gone@dest.test")
     assert refused.value.code == 550 and pool._idle == []
+    started = time.monotonic()
     with pytest.raises(Abandoned):
         send(pool, "abandoned", before_end=lambda: False)
-    assert pool._idle == []
+    assert pool._idle == [] and time.monotonic() - started < 4   # dropped, not waited out (5 s)
     send(pool, "after")
     sink.wait_for(lambda m: b"Subject: after" in m.data)
     assert [m.data.split(b"\n")[0] for m in sink.messages] == [b"Subject: after\r"]
@@ -70,11 +72,14 @@ def test_a_refused_destination_among_several_sends_to_none(sink):
     """All destinations or none: a partial forward could not be retried
     without sending the others a second copy."""
     sink.reject.add("gone@dest.test")
-    pool = SmtpPool("127.0.0.1", sink.port, timeout=5)
+    pool = SmtpPool("127.0.0.1", sink.port, timeout=20)
+    started = time.monotonic()
     with pytest.raises(SmtpError) as refused:
         pool.transaction("srs@fwd.test", ["a@dest.test", "gone@dest.test", "b@dest.test"], False,
                          [b"Subject: partial\n\nhi\n"])
     assert refused.value.code == 550 and pool._idle == []
+    # the session is dropped at once: a QUIT sent into DATA waited out the timeout
+    assert time.monotonic() - started < 10
     send(pool, "after")
     sink.wait_for(lambda m: b"Subject: after" in m.data)
     assert not any(b"Subject: partial" in m.data for m in sink.messages)

@@ -30,6 +30,7 @@ class SmtpClient:
     def __init__(self, host: str, port: int, timeout: float, helo: str = "localhost"):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.rfile = self.sock.makefile("rb")
+        self.dropped = False
         self.extensions: set[str] = set()
         self._expect(220)
         code, lines = self.command(f"EHLO {helo}")
@@ -89,7 +90,7 @@ class SmtpClient:
                     # All destinations or none: DATA was accepted for the
                     # others. Closing before the final dot makes the server
                     # discard the transaction.
-                    self.sock.close()
+                    self.drop()
                 raise SmtpError(code, " ".join(lines))
 
     def send_message(self, chunks, before_end=None) -> str:
@@ -113,18 +114,32 @@ class SmtpClient:
             self.sock.sendall(carry)
             at_line_start = False
         if before_end is not None and not before_end():
-            self.sock.close()
+            self.drop()
             raise Abandoned("the delivery agent stopped waiting")
         self.sock.sendall(b".\r\n" if at_line_start else b"\r\n.\r\n")
         return " ".join(self._expect(250))
 
+    def drop(self) -> None:
+        """Close the connection now, without QUIT (in DATA it would be
+        message text). Shut down, not only closed: the reader made from the
+        socket keeps it open, and the server would wait on it."""
+        self.dropped = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.rfile.close()
+        self.sock.close()
+
     def close(self) -> None:
+        if self.dropped:
+            return
         try:
             self.command("QUIT")
         except (OSError, SmtpError):
             pass
         finally:
-            self.sock.close()
+            self.drop()
 
 
 class SmtpPool:
@@ -157,7 +172,7 @@ class SmtpPool:
                 client, since = self._idle.pop()
                 if time.monotonic() - since < self.idle:
                     return client
-                client.sock.close()
+                client.drop()
         return None
 
     def _give_back(self, client: SmtpClient) -> None:
@@ -174,7 +189,7 @@ class SmtpPool:
             try:
                 client.envelope(sender, recipients, utf8)
             except (OSError, SmtpError) as exc:
-                client.sock.close()
+                client.drop()
                 if isinstance(exc, SmtpError) and exc.code != 421:
                     raise       # a real answer (a refused recipient), not a stale session
                 client = None
