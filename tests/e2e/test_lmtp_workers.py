@@ -4,6 +4,7 @@ attempt at a message in one process waits for one in another."""
 import os
 import signal
 import smtplib
+import sqlite3
 import subprocess
 import threading
 import time
@@ -103,6 +104,33 @@ def test_attempts_at_one_message_in_two_processes_forward_one_copy(lmtp_mx, sink
     time.sleep(2)
     assert arrived(sink, "two processes") == 1
     assert "already forwarded" in lmtp_mx.tmail_log()
+
+
+def test_a_database_locked_past_its_timeouts_holds_the_record_not_a_second_copy(lmtp_mx, sink):
+    """The forward of crew+a went out while another program held SQLite's
+    write lock for longer than every timeout: its record is retried until
+    the lock goes, and crew+b (the same alias, the same message, waiting
+    on the attempt's lock) finds it, rather than sending a second copy."""
+    lmtp_mx.postconf("defer_transports=tmail")
+    lmtp_mx.reload()
+    with lmtp_mx.client() as client:
+        client.sendmail("alice@orig.test", ["crew+a@d.test", "crew+b@d.test"],
+                        b"From: alice@orig.test\r\nSubject: locked database\r\n\r\nhi\r\n")
+    holder = sqlite3.connect(lmtp_mx.db_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        lmtp_mx.postconf("defer_transports=")
+        lmtp_mx.reload()
+        lmtp_mx.flush()
+        sink.wait_for(lambda m: b"Subject: locked database" in m.data, timeout=60)
+        time.sleep(12)        # past busy_timeout (5 s) and the writer's deadline (10 s)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    wait_until(lambda: lmtp_mx.queue_size() == 0, timeout=120, what="an empty queue")
+    time.sleep(2)
+    assert arrived(sink, "locked database") == 1
+    assert "but recording it failed" in lmtp_mx.tmail_log() and "trying again" in lmtp_mx.tmail_log()
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])

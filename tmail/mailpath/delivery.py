@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 from ..core import dsn, mails
 from ..core import headers as hdr
@@ -39,6 +40,7 @@ from .wire import WireError
 log = logging.getLogger("tmail")
 
 MAX_HEADER_BYTES = 1024 * 1024
+RECORD_PATIENCE = 300      # seconds a forward's record is retried (Postfix waits 600 for the answer)
 MAX_BOUNCE_BYTES = 2 * 1024 * 1024
 
 # pipe(8) exit statuses (sysexits.h)
@@ -339,11 +341,24 @@ class Delivery:
                                                     "forwarded")])
             if also is not None:
                 also(store)
-        try:
-            self.service.write(record)
-        except Exception:
-            log.exception("queue_id=%s done, but recording it failed (a retry could repeat it)",
-                          queue_id)
+        # The message is out: without its record, a retry or another +tag of
+        # the alias (waiting on this attempt's lock) would send it again.
+        # So a database that is locked or away is waited for, within reason.
+        given_up = time.monotonic() + RECORD_PATIENCE
+        pause = 0.25
+        while True:
+            try:
+                self.service.write(record)
+                return
+            except Exception as exc:
+                if time.monotonic() + pause > given_up:
+                    log.exception("queue_id=%s done, but recording it failed for %d s (a retry "
+                                  "could repeat it)", queue_id, RECORD_PATIENCE)
+                    return
+                log.warning("queue_id=%s done, but recording it failed (%s: %s); trying again in "
+                            "%g s", queue_id, type(exc).__name__, exc, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
 
 
 def _shown_sender(sender: str) -> str:
