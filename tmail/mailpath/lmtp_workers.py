@@ -79,7 +79,9 @@ class Workers:
 
     def _spawn(self) -> subprocess.Popen:
         fds = (self.listener.fileno(), self.locks.fd, self._alive_read)
-        command = [sys.executable, "-m", __name__, *map(str, fds)]
+        # -P: the working directory is not put on the module path (a json.py
+        # there would run as tmail)
+        command = [sys.executable, "-P", "-m", __name__, *map(str, fds)]
         if self.log_file:
             command.append(self.log_file)
         # in the daemon's working directory: a relative path in the
