@@ -288,3 +288,24 @@ def test_data_sent_a_byte_at_a_time_ends_at_the_time_limit(monkeypatch, trickle)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_stopping_process_answers_a_message_under_way_and_takes_no_new_one(lmtp):
+    """While the process stops (tmail.mailpath.draining), a message whose
+    DATA is being sent gets 451 per recipient, and any further command 421:
+    Postfix retries elsewhere or later, and nothing new is delivered."""
+    from tmail.mailpath.draining import DRAIN
+    path, recorder = lmtp
+    client = Client(path)
+    assert client.command("LHLO mx.test")[-1].startswith("250 XFORWARD")
+    assert client.command("MAIL FROM:<sender@orig.test>")[0].startswith("250")
+    assert client.command("RCPT TO:<a@d.test>")[0].startswith("250")
+    assert client.command("DATA")[0].startswith("354")
+    DRAIN.stopping.set()
+    try:
+        client.send(b"Subject: x\r\n\r\nhi\r\n.\r\n")
+        assert client.reply() == ["451 4.3.2 tmail is stopping; will retry"]
+        assert client.command("MAIL FROM:<sender@orig.test>") == ["421 4.3.2 tmail is stopping; try again later"]
+        assert recorder.calls == []
+    finally:
+        DRAIN.stopping.clear()

@@ -136,12 +136,14 @@ def test_a_database_locked_past_its_timeouts_holds_the_record_not_a_second_copy(
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_the_workers_end_with_the_daemon_however_it_ends(lmtp_mx, how):
     """However it ends (SIGTERM from a service manager or a person, or
-    SIGKILL), its workers see it gone and end too."""
+    SIGKILL), its workers end too."""
     wait_until(lambda: len(workers_of(lmtp_mx.daemon.pid)) == 2, what="two LMTP workers")
     workers = workers_of(lmtp_mx.daemon.pid)
     lmtp_mx.daemon.send_signal(how)
     lmtp_mx.daemon.wait(20)
     wait_until(lambda: not any(running(pid) for pid in workers), what="the workers to end")
+    if how == signal.SIGTERM:       # libmilter's signal thread took it: an orderly stop
+        assert lmtp_mx.daemon.returncode == 0 and "tmail daemon stopped" in lmtp_mx.tmail_log()
     lmtp_mx.start_daemon()
     wait_until(lambda: len(workers_of(lmtp_mx.daemon.pid)) == 2, what="two new workers")
 
@@ -158,3 +160,30 @@ def test_with_no_worker_processes_the_daemon_delivers_itself(sink):
         assert "postfix/tmail-lmtp" in mx.maillog() and "(in this process)" in mx.tmail_log()
     finally:
         mx.teardown()
+
+
+def test_a_delivery_in_progress_when_the_daemon_is_stopped_is_finished_once(lmtp_mx, sink):
+    """SIGTERM (systemctl stop, an upgrade) while a forward is under way:
+    it is finished and answered 250, and no copy is sent again."""
+    lmtp_mx.zone.silent.add("_dmarc.slow.test")     # its DMARC lookup waits out the DNS timeout
+    outcome = []
+
+    def attempt():
+        try:
+            lmtp_attempt(lmtp_mx, "4QSTOPPING", b"Received: from a (a [192.0.2.1]) by mx.fwd.test "
+                         b"(Postfix) with ESMTP id 4QSTOPPING; Sat, 28 Nov 2026 10:00:00 +0000\n"
+                         b"From: alice@slow.test\nSubject: while stopping\n\nhi\n")
+            outcome.append("250")
+        except (smtplib.SMTPException, OSError) as exc:
+            outcome.append(repr(exc))
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    time.sleep(0.7)       # the delivery is under way: its DMARC lookup takes 2 s
+    lmtp_mx.daemon.send_signal(signal.SIGTERM)
+    thread.join(60)
+    lmtp_mx.daemon.wait(60)
+    assert outcome == ["250"] and lmtp_mx.daemon.returncode == 0
+    sink.wait_for(lambda m: b"Subject: while stopping" in m.data, timeout=30)
+    lmtp_mx.start_daemon()
+    time.sleep(2)
+    assert arrived(sink, "while stopping") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import threading
 
@@ -83,13 +84,19 @@ def build_service(cfg, locks=None, pool: dict | None = None):
 def run(cfg, log_file: str | None = None) -> None:
     import Milter
 
+    from .draining import DRAIN
     from .following import Follower
     from .lmtp import lmtp_server
-    from .lmtp_workers import Workers
+    from .lmtp_workers import STOP_SIGNALS, Workers
     from .milter import make_factory
     from .servers import deliver_server, guard_server, unix_listener
     from .shared_locks import SharedLocks
 
+    # Blocked in every thread (each inherits it from this one), the stop
+    # signals go to libmilter's own signal thread: runmilter returns and the
+    # daemon stops in order. Unblocked, the kernel handed SIGTERM to any
+    # thread and its default action ended the process mid-delivery.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     setup_logging(cfg["daemon"]["log_level"], log_file)
     log = logging.getLogger("tmail")
     locks = SharedLocks()
@@ -126,9 +133,12 @@ def run(cfg, log_file: str | None = None) -> None:
     try:
         Milter.runmilter("tmail", "unix:" + milter_path, timeout=30)
     finally:
-        if workers is not None:
-            workers.stop()
+        log.info("tmail daemon stopping: deliveries in progress are finished first")
+        DRAIN.stopping.set()
         for server in servers:
             server.shutdown()
             server.server_close()
-        log.info("tmail daemon stopped")
+        if workers is not None:
+            workers.stop()
+        left = DRAIN.stop()
+        log.info("tmail daemon stopped%s", f" ({left} deliveries cut short)" if left else "")

@@ -27,6 +27,7 @@ import threading
 import time
 
 from .delivery import EX_OK
+from .draining import DRAIN
 from .servers import _UnixServer
 from .wire import CHUNK
 
@@ -158,6 +159,9 @@ class _Session(socketserver.StreamRequestHandler):
             line = raw.decode("utf-8", "surrogateescape").rstrip("\r\n")
             verb, _, argument = line.partition(" ")
             verb = verb.upper()
+            if DRAIN.stopping.is_set() and verb != "QUIT":
+                self._send("421 4.3.2 tmail is stopping; try again later")
+                return
             if verb == "LHLO":
                 greeted = True
                 self._reset()
@@ -222,8 +226,13 @@ class _Session(socketserver.StreamRequestHandler):
         started = time.monotonic()
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY) as spool:
             self._receive(spool, started)
-            replies = [self._deliver_one(recipient, spool, started) for recipient in self.recipients]
-        self._send(*replies)       # one reply per recipient, in order (RFC 2033)
+            with DRAIN.delivery():
+                if DRAIN.stopping.is_set():
+                    replies = ["451 4.3.2 tmail is stopping; will retry"] * len(self.recipients)
+                else:
+                    replies = [self._deliver_one(recipient, spool, started)
+                               for recipient in self.recipients]
+                self._send(*replies)       # one reply per recipient, in order (RFC 2033)
         self._reset()
         self.ident = None          # XFORWARD describes one message
 

@@ -12,9 +12,10 @@ What must hold across processes does: an attempt at a message waits for
 another at the same message in any process (SharedLocks, inherited); each
 worker has its own database connections, and SQLite's file lock orders
 the writers of different processes. A worker is given the daemon's
-configuration as the daemon read it (not the file as it is now), ends when
-the daemon does however it ends (the daemon's end of a pipe closes), and
-is started again when it dies.
+configuration as the daemon read it (not the file as it is now), and is
+started again when it dies. Told to stop (SIGTERM), or finding the daemon
+gone however it ended (the daemon's end of a pipe closes), it takes no new
+delivery and answers those in progress before it exits (tmail.mailpath.draining).
 
     python -m tmail.mailpath.lmtp_workers LISTEN_FD LOCKS_FD ALIVE_FD [LOG_FILE]
     (the configuration, as JSON, on stdin)
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,8 +33,11 @@ import threading
 import time
 
 from .. import config as config_mod
+from .draining import DRAIN, GRACE
 
 log = logging.getLogger("tmail.lmtp")
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
 POOL = {"pool_size": 5, "max_overflow": 10}    # each worker's (PostgreSQL, MariaDB)
 MAX_PAUSE = 60.0       # between restarts of a worker that keeps dying at once
@@ -95,7 +100,9 @@ class Workers:
             pass        # it died at once: its status says why, and it is started again
         return process
 
-    def stop(self, grace: float = 10.0) -> None:
+    def stop(self, grace: float = GRACE + 5) -> None:
+        """Each worker finishes its deliveries in progress (SIGTERM), killed
+        if it takes longer than `grace`."""
         with self._lock:
             self._stopping.set()
             running = list(self._running.values())
@@ -109,11 +116,11 @@ class Workers:
                 process.wait()
 
 
-def _end_with_daemon(alive_fd: int) -> None:
+def _watch_daemon(alive_fd: int, stop) -> None:
     while os.read(alive_fd, 1):
         pass
     log.info("the daemon is gone: LMTP worker %d stops", os.getpid())
-    os._exit(0)
+    stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -122,11 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     from .lmtp import lmtp_server
     from .shared_locks import SharedLocks
 
+    # The daemon blocks these for libmilter's signal thread; a child inherits that.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     listen_fd, locks_fd, alive_fd, *rest = argv if argv is not None else sys.argv[1:]
     given = json.loads(sys.stdin.buffer.read())
     cfg = config_mod.Config(given["path"], given["data"])
     setup_logging(cfg["daemon"]["log_level"], rest[0] if rest else None)
-    threading.Thread(target=_end_with_daemon, args=(int(alive_fd),), daemon=True).start()
     try:
         service, delivery = build_service(cfg, SharedLocks(int(locks_fd)), pool=POOL)
         if cfg.fleet:
@@ -136,8 +144,23 @@ def main(argv: list[str] | None = None) -> None:
     except Exception:
         log.exception("LMTP worker %d cannot run", os.getpid())
         sys.exit(1)
+
+    def stop(*_) -> None:
+        """No new deliveries from now on (serve_forever returns in the main
+        thread: shutdown() waits for it, so it runs on a thread of its own)."""
+        DRAIN.stopping.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    for number in STOP_SIGNALS:
+        signal.signal(number, stop)
+    threading.Thread(target=_watch_daemon, args=(int(alive_fd), stop), daemon=True).start()
     log.info("LMTP worker %d ready", os.getpid())
     server.serve_forever()
+    left = DRAIN.stop()
+    log.info("LMTP worker %d stopped%s", os.getpid(),
+             f" ({left} deliveries cut short)" if left else "")
+    logging.shutdown()
+    os._exit(0)     # idle sessions' threads and the pools' are not waited for
 
 
 if __name__ == "__main__":

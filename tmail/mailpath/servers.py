@@ -16,6 +16,7 @@ import socket
 import socketserver
 import time
 
+from .draining import DRAIN
 from .wire import MAGIC, MAX_HEADER_LINE, read_chunks
 
 log = logging.getLogger("tmail.server")
@@ -93,9 +94,13 @@ def deliver_server(path: str, delivery, mode: int = 0o600) -> _UnixServer:
                 return (time.monotonic() - started < patience - MARGIN
                         and not _hung_up(self.connection))
 
-            outcome = delivery.deliver(request, read_chunks(self.rfile), still_wanted)
-            text = " ".join(outcome.text.split())[:400]
-            self.wfile.write(f"{outcome.status} {text}\n".encode("utf-8", "replace"))
+            with DRAIN.delivery():
+                if DRAIN.stopping.is_set():
+                    self.wfile.write(b"75 4.3.2 tmail is stopping; will retry\n")
+                    return
+                outcome = delivery.deliver(request, read_chunks(self.rfile), still_wanted)
+                text = " ".join(outcome.text.split())[:400]
+                self.wfile.write(f"{outcome.status} {text}\n".encode("utf-8", "replace"))
 
     return _UnixServer(path, Handler, mode)
 
