@@ -74,3 +74,18 @@ def test_a_child_given_the_file_shares_the_locks():
     assert waited_for(locks, "attempt q5 shop@d.test") > 0.3
     os.waitpid(pid, 0)
     inherited.close()
+
+
+def test_a_note_that_the_message_went_out_outlives_the_process_that_wrote_it():
+    locks = SharedLocks()
+    pid = os.fork()
+    if pid == 0:
+        with locks.hold("attempt q6 shop@d.test") as held:
+            held.note_sent("digest-1")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    with locks.hold("attempt q6 shop@d.test") as held:
+        assert held.sent("digest-1")
+        assert not held.sent("digest-2")           # another message under a reused queue id
+    with locks.hold("attempt q7 shop@d.test") as held:
+        assert not held.sent("digest-1")

@@ -133,6 +133,34 @@ def test_a_database_locked_past_its_timeouts_holds_the_record_not_a_second_copy(
     assert "but recording it failed" in lmtp_mx.tmail_log() and "trying again" in lmtp_mx.tmail_log()
 
 
+def test_a_worker_killed_after_the_250_before_the_record_sends_no_second_copy(lmtp_mx, sink):
+    """The forward went out, and its process died before it could record it
+    (held up here by a locked database): Postfix retries, and the retry, in
+    a new worker, finds the note the first one left in the daemon's shared
+    file the moment the 250 came."""
+    lmtp_mx.postconf("defer_transports=tmail")
+    lmtp_mx.reload()
+    send(lmtp_mx, "killed before the record")
+    holder = sqlite3.connect(lmtp_mx.db_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        lmtp_mx.postconf("defer_transports=")
+        lmtp_mx.reload()
+        lmtp_mx.flush()
+        sink.wait_for(lambda m: b"Subject: killed before the record" in m.data, timeout=60)
+        for pid in workers_of(lmtp_mx.daemon.pid):
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    lmtp_mx.flush()
+    wait_until(lambda: "its process ended before recording it" in lmtp_mx.tmail_log(), timeout=60,
+               what="the retry to find the note")
+    wait_until(lambda: lmtp_mx.queue_size() == 0, timeout=60, what="an empty queue")
+    time.sleep(1)
+    assert arrived(sink, "killed before the record") == 1
+
+
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_the_workers_end_with_the_daemon_however_it_ends(lmtp_mx, how):
     """However it ends (SIGTERM from a service manager or a person, or

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 
 from ..core import dsn, mails
 from ..core import headers as hdr
@@ -33,7 +34,7 @@ from ..core.verdict import AliasRecord, Kind
 from ..db.accounts import Accounts
 from . import replying
 from .service import Service, _Lookup, counts
-from .shared_locks import SharedLocks
+from .shared_locks import Held, SharedLocks
 from .smtp import Abandoned, SmtpError, SmtpPool
 from .wire import WireError
 
@@ -78,8 +79,9 @@ class Delivery:
         queue_id = str(request.get("queue_id", "?"))[:64]
         recipient, sender = str(request.get("recipient", "")), str(request.get("sender", ""))
         try:
-            with self._one_attempt(queue_id, recipient):
-                outcome = self._deliver(queue_id, recipient, sender, chunks, still_wanted)
+            with self._one_attempt(queue_id, recipient) as attempt:
+                outcome = self._deliver(queue_id, recipient, sender, chunks,
+                                        _Turn(still_wanted, attempt))
         except WireError as exc:
             outcome = Outcome(EX_TEMPFAIL, f"4.3.0 message incomplete ({exc}); will retry")
         except Abandoned as exc:
@@ -110,9 +112,15 @@ class Delivery:
         return self.locks.hold(f"attempt {queue_id} {key}")
 
     # -- the decision ------------------------------------------------------------
-    def _deliver(self, queue_id, recipient, sender, chunks, still_wanted) -> Outcome:
+    def _deliver(self, queue_id, recipient, sender, chunks, turn) -> Outcome:
         header, body = _split_header(chunks)
         digest = header_digest(header)
+        turn.digest = digest
+        if turn.attempt.sent(digest):
+            # an earlier attempt's process ended between the 250 and the record
+            _drain(body)
+            return Outcome(EX_OK, "2.0.0 already forwarded (noted when it went out; its process "
+                                  "ended before recording it)")
         key = stored_key(envelope_key(recipient))
         now = self.service.clock()
         with self.service.read() as store:
@@ -158,7 +166,7 @@ class Delivery:
                             verdict.reason)
                 return Outcome(EX_OK, "2.0.0 discarded: bounce address no longer valid")
             return self._relay_bounce(queue_id, recipient, verdict.destinations[0], header, body,
-                                      receipt, digest, still_wanted)
+                                      receipt, digest, turn)
         if receipt.verdict in (Kind.REPLY.value, Kind.REPLY_BOUNCE.value):
             if verdict.contact is None or verdict.alias is None:
                 _drain(body)
@@ -171,9 +179,9 @@ class Delivery:
                     return Outcome(EX_OK, "2.0.0 discarded: no verified destination")
                 # the person wrote to the contact: the notice names the contact
                 return self._relay_bounce(queue_id, recipient, verdict.alias.forwardable[0], header,
-                                          body, receipt, digest, still_wanted, about=verdict.contact.address)
+                                          body, receipt, digest, turn, about=verdict.contact.address)
             return self._reply(queue_id, recipient, sender, verdict, header, body, receipt, digest,
-                               still_wanted, from_milter)
+                               turn, from_milter)
         if verdict.kind is Kind.ROLE:
             destinations = verdict.destinations
         elif verdict.alias is not None and verdict.alias.forwardable:
@@ -190,11 +198,11 @@ class Delivery:
                         "delivery: discarded", queue_id, recipient)
             return Outcome(EX_OK, "2.0.0 discarded: alias removed")
         return self._forward(queue_id, recipient, sender, destinations, verdict.alias, header, body,
-                             receipt, digest, still_wanted)
+                             receipt, digest, turn)
 
     # -- forwarding ----------------------------------------------------------------
     def _forward(self, queue_id, recipient, sender_text, destinations, alias: AliasRecord | None,
-                 header, body, receipt: Receipt, digest, still_wanted) -> Outcome:
+                 header, body, receipt: Receipt, digest, turn) -> Outcome:
         loop = self._loop(header, recipient)
         if loop:
             _drain(body)
@@ -220,13 +228,13 @@ class Delivery:
         utf8 = receipt.smtputf8 or not envelope_sender.isascii() \
             or not all(d.isascii() for d in destinations)
         reply = self._send(envelope_sender, list(destinations), utf8, _chain([header], body),
-                           still_wanted)
+                           turn)
         self._done(queue_id, recipient, receipt, digest, alias, forwarded=True, sender=sender_text,
                    also=replying.note_forwarded(used, self.service.clock()))
         return Outcome(EX_OK, f"2.0.0 forwarded ({reply})", notes)
 
     # -- replies through a reverse alias ---------------------------------------------
-    def _reply(self, queue_id, recipient, sender, verdict, header, body, receipt, digest, still_wanted,
+    def _reply(self, queue_id, recipient, sender, verdict, header, body, receipt, digest, turn,
                from_milter: bool) -> Outcome:
         alias, contact = verdict.alias, verdict.contact
         now = self.service.clock()
@@ -245,7 +253,7 @@ class Delivery:
             out_header, out_body = signed.header, signed.body
         envelope = contact.reply_address(self.policy.reply_domain)
         utf8 = receipt.smtputf8 or not contact.address.isascii()
-        reply = self._send(envelope, [contact.address], utf8, _chain([out_header], out_body), still_wanted)
+        reply = self._send(envelope, [contact.address], utf8, _chain([out_header], out_body), turn)
         self._done(queue_id, recipient, receipt, digest, None, forwarded=False,
                    also=replying.note_replied(alias, contact, prepared, now))
         return Outcome(EX_OK, f"2.0.0 reply sent as {alias.address} ({reply})")
@@ -297,7 +305,7 @@ class Delivery:
 
     # -- bounces -----------------------------------------------------------------------
     def _relay_bounce(self, queue_id, recipient, original, header, body, receipt, digest,
-                      still_wanted, about: str | None = None) -> Outcome:
+                      turn, about: str | None = None) -> Outcome:
         raw = _read_capped(_chain([header], body), MAX_BOUNCE_BYTES)
         with self.service.read() as store:
             # a notice names an alias only if it is one: the returned
@@ -316,15 +324,17 @@ class Delivery:
                                   now=self.service.clock())
         if self.deliverability is not None:
             notice = self.deliverability.sign_message(notice, self.policy.srs.domain)
-        reply = self._send("", [original], not original.isascii(), [notice], still_wanted)
+        reply = self._send("", [original], not original.isascii(), [notice], turn)
         self._done(queue_id, recipient, receipt, digest, None, forwarded=False)
         return Outcome(EX_OK, f"2.0.0 bounce relayed ({reply})")
 
     # -- sending and recording --------------------------------------------------------
-    def _send(self, sender: str, recipients: list[str], utf8: bool, chunks, still_wanted) -> str:
-        if not still_wanted():
+    def _send(self, sender: str, recipients: list[str], utf8: bool, chunks, turn: "_Turn") -> str:
+        if not turn.wanted():
             raise Abandoned("the delivery agent stopped waiting")
-        return self._sessions.transaction(sender, recipients, utf8, chunks, before_end=still_wanted)
+        reply = self._sessions.transaction(sender, recipients, utf8, chunks, before_end=turn.wanted)
+        turn.attempt.note_sent(turn.digest)     # before anything else can fail or wait
+        return reply
 
     def _done(self, queue_id, recipient, receipt: Receipt, digest: str, alias: AliasRecord | None,
               forwarded: bool, sender: str = "", also=None) -> None:
@@ -359,6 +369,15 @@ class Delivery:
                             "%g s", queue_id, type(exc).__name__, exc, pause)
             time.sleep(pause)
             pause = min(pause * 2, 10.0)
+
+
+@dataclasses.dataclass
+class _Turn:
+    """One attempt at a message: whether its client still waits, and the
+    held lock whose note says the message went out (shared_locks.Held)."""
+    wanted: Callable[[], bool]
+    attempt: Held
+    digest: str = ""
 
 
 def _shown_sender(sender: str) -> str:
