@@ -9,7 +9,7 @@ is noisy: compare only side by side):
     (`tmail postfix install --transport`, switched between turns), with
     d.test's DKIM keys active, so tmail signs (RSA and ed25519) and seals;
   - CPU per forwarded message for each: Postfix's processes (the pipe's
-    tmail-deliver among them) and the tmail daemon;
+    tmail-deliver among them) and the tmail daemon with its LMTP workers;
   - acceptance rate of mail that is not tmail's, milter on and off
     (outbound delivery held, so only smtpd's work is timed);
   - peak RSS of tmail-deliver, and the daemon's peak growth, on 20 MB.
