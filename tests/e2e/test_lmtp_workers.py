@@ -1,6 +1,7 @@
 """LMTP deliveries in worker processes (tmail.mailpath.lmtp_workers): the
 daemon keeps its workers running, they end with it however it ends, and an
 attempt at a message in one process waits for one in another."""
+import contextlib
 import os
 import signal
 import smtplib
@@ -106,27 +107,39 @@ def test_attempts_at_one_message_in_two_processes_forward_one_copy(lmtp_mx, sink
     assert "already forwarded" in lmtp_mx.tmail_log()
 
 
+@contextlib.contextmanager
+def forwarded_while_the_database_is_locked(mx, sink, subject: str, send_it):
+    """send_it() queues a message, held back from tmail; it is then let go
+    while another program holds SQLite's write lock, and this yields, the
+    lock still held, once the forward has reached the sink (so its record
+    waits)."""
+    mx.postconf("defer_transports=tmail")
+    mx.reload()
+    send_it()
+    holder = sqlite3.connect(mx.db_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        mx.postconf("defer_transports=")
+        mx.reload()
+        mx.flush()
+        sink.wait_for(lambda m: f"Subject: {subject}".encode() in m.data, timeout=60)
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
 def test_a_database_locked_past_its_timeouts_holds_the_record_not_a_second_copy(lmtp_mx, sink):
     """The forward of crew+a went out while another program held SQLite's
     write lock for longer than every timeout: its record is retried until
     the lock goes, and crew+b (the same alias, the same message, waiting
     on the attempt's lock) finds it, rather than sending a second copy."""
-    lmtp_mx.postconf("defer_transports=tmail")
-    lmtp_mx.reload()
-    with lmtp_mx.client() as client:
-        client.sendmail("alice@orig.test", ["crew+a@d.test", "crew+b@d.test"],
-                        b"From: alice@orig.test\r\nSubject: locked database\r\n\r\nhi\r\n")
-    holder = sqlite3.connect(lmtp_mx.db_url.removeprefix("sqlite:///"), isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")
-        lmtp_mx.postconf("defer_transports=")
-        lmtp_mx.reload()
-        lmtp_mx.flush()
-        sink.wait_for(lambda m: b"Subject: locked database" in m.data, timeout=60)
+    def send_to_two_tags():
+        with lmtp_mx.client() as client:
+            client.sendmail("alice@orig.test", ["crew+a@d.test", "crew+b@d.test"],
+                            b"From: alice@orig.test\r\nSubject: locked database\r\n\r\nhi\r\n")
+    with forwarded_while_the_database_is_locked(lmtp_mx, sink, "locked database", send_to_two_tags):
         time.sleep(12)        # past busy_timeout (5 s) and the writer's deadline (10 s)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     wait_until(lambda: lmtp_mx.queue_size() == 0, timeout=120, what="an empty queue")
     time.sleep(2)
     assert arrived(sink, "locked database") == 1
@@ -138,21 +151,10 @@ def test_a_worker_killed_after_the_250_before_the_record_sends_no_second_copy(lm
     (held up here by a locked database): Postfix retries, and the retry, in
     a new worker, finds the note the first one left in the daemon's shared
     file the moment the 250 came."""
-    lmtp_mx.postconf("defer_transports=tmail")
-    lmtp_mx.reload()
-    send(lmtp_mx, "killed before the record")
-    holder = sqlite3.connect(lmtp_mx.db_url.removeprefix("sqlite:///"), isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")
-        lmtp_mx.postconf("defer_transports=")
-        lmtp_mx.reload()
-        lmtp_mx.flush()
-        sink.wait_for(lambda m: b"Subject: killed before the record" in m.data, timeout=60)
+    with forwarded_while_the_database_is_locked(lmtp_mx, sink, "killed before the record",
+                                                lambda: send(lmtp_mx, "killed before the record")):
         for pid in workers_of(lmtp_mx.daemon.pid):
             os.kill(pid, signal.SIGKILL)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
     lmtp_mx.flush()
     wait_until(lambda: "its process ended before recording it" in lmtp_mx.tmail_log(), timeout=60,
                what="the retry to find the note")
