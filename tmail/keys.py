@@ -22,7 +22,7 @@ import pwd
 import re
 import tempfile
 
-from .core.signing import Key
+from .core.signer import Key
 
 ALGORITHMS = ("rsa", "ed25519")
 _SUFFIX = {"rsa": ".rsa.pem", "ed25519": ".ed25519.key"}

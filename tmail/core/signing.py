@@ -1,10 +1,11 @@
-"""DKIM signatures and ARC seals over a header block and streamed body hashes.
+"""Verifying the DKIM signatures and ARC chain that arrived, over a header
+block and streamed body hashes (tmail's own signatures and seals:
+tmail.core.signer).
 
-dkimpy does the header canonicalisation, the tag lists, the folding and
-the cryptography; tmail gives it only the header block, with the body hashes
-computed while the body streamed (tmail.core.bodyhash). Two dkimpy methods
-are where a body hash is made or checked (gen_header for signing,
-verify_sig_process for verifying); _Prehashed puts the streamed digest there.
+dkimpy verifies; tmail gives it only the header block, with the body
+hashes computed while the body streamed (tmail.core.bodyhash). One dkimpy
+method is where a body hash is checked (verify_sig_process); _Prehashed
+puts the streamed digest there.
 
 DNS lookups go through the `txt` function the caller passes (the port to
 tmail's one resolver), so nothing here knows where DNS answers come from.
@@ -19,7 +20,6 @@ a timeout per signature.
 from __future__ import annotations
 
 import base64
-import contextvars
 import dataclasses
 import functools
 import inspect
@@ -28,13 +28,12 @@ import re
 import time
 from collections.abc import Callable
 
-import authres
 import dkim
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from . import headers as hdr
-from . import rfc5322
 from .bodyhash import BodyHashes
+from .signer import ARC_BODY, SIGN_BODY
 
 log = logging.getLogger("tmail.signing")
 
@@ -55,20 +54,6 @@ MAX_SIGNED_FIELDS = 100
 VERIFY_SECONDS = 10.0    # for all of a message's DNS lookups together
 DEADLINE_REASON = "DNS time limit for the message reached"
 
-SIGN_BODY = (b"simple", b"sha256", None)     # tmail's DKIM: relaxed/simple
-ARC_BODY = (b"relaxed", b"sha256", None)     # ARC: relaxed/relaxed only
-
-
-@dataclasses.dataclass(frozen=True)
-class Key:
-    domain: str
-    selector: str
-    algorithm: str          # "rsa" or "ed25519"
-    private: bytes          # PEM (rsa) or base64 seed (ed25519), as dkimpy takes them
-
-    @property
-    def dkim_algorithm(self) -> bytes:
-        return b"ed25519-sha256" if self.algorithm == "ed25519" else b"rsa-sha256"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +156,7 @@ def _takes_timeout(txt: TxtLookup) -> bool:
 
 
 class _Prehashed:
-    """Makes a dkimpy signer use streamed body hashes instead of self.body."""
+    """Makes a dkimpy verifier use streamed body hashes instead of self.body."""
 
     body_hashes: dict
 
@@ -187,67 +172,6 @@ class _Prehashed:
                 raise dkim.ValidationError("body hash mismatch")
             sig = {k: v for k, v in sig.items() if k != b"bh"}
         return super().verify_sig_process(sig, include_headers, sig_header, dnsfunc)
-
-    def gen_header(self, fields, include_headers, canon_policy, header_name, pk, standardize=False):
-        algorithm = self.signature_algorithm.rpartition(b"-")[2]
-        key = (canon_policy.body_algorithm.name, algorithm, None)
-        fields = [(k, base64.b64encode(self.body_hashes[key]) if k == b"bh" else v) for k, v in fields]
-        if self.signature_algorithm != b"rsa-sha256" or not isinstance(pk, dict):
-            return super().gen_header(fields, include_headers, canon_policy, header_name, pk, standardize)
-        # dkimpy signs RSA in pure Python (about 5 ms for 2048 bits, holding
-        # the GIL: three signatures a message capped the daemon near 60
-        # msg/s); OpenSSL takes a fraction of that. dkimpy's ed25519 branch
-        # signs the same SHA-256 header digest through pk.sign(digest), so
-        # an OpenSSL RSA key goes in behind that interface; the a= tag in
-        # `fields` still says rsa-sha256.
-        self.signature_algorithm = b"ed25519-sha256"
-        try:
-            return super().gen_header(fields, include_headers, canon_policy, header_name,
-                                      _openssl_rsa(pk), standardize)
-        finally:
-            self.signature_algorithm = b"rsa-sha256"
-
-
-class _Signature(bytes):
-    @property
-    def signature(self) -> bytes:
-        return bytes(self)
-
-
-class _OpenSslRsa:
-    """An RSA private key (OpenSSL) with the sign(digest) interface dkimpy
-    uses for ed25519 keys: RSASSA-PKCS1-v1_5 over a SHA-256 digest."""
-
-    def __init__(self, numbers: dict):
-        from cryptography.hazmat.primitives.asymmetric import rsa
-        public = rsa.RSAPublicNumbers(numbers["publicExponent"], numbers["modulus"])
-        self._key = rsa.RSAPrivateNumbers(
-            numbers["prime1"], numbers["prime2"], numbers["privateExponent"], numbers["exponent1"],
-            numbers["exponent2"], numbers["coefficient"], public).private_key()
-
-    def sign(self, digest: bytes) -> _Signature:
-        from cryptography.hazmat.primitives import hashes
-        from cryptography.hazmat.primitives.asymmetric import padding, utils
-        return _Signature(self._key.sign(digest, padding.PKCS1v15(), utils.Prehashed(hashes.SHA256())))
-
-
-_RSA_KEYS: dict[int, _OpenSslRsa] = {}
-
-# dkimpy parses the PEM private key (ASN.1, in Python) in every sign() call:
-# three times a message, about 5% of the daemon's time. A PEM always parses
-# to the same key, and dkimpy only reads what it gets; parse errors are
-# raised each time, not remembered.
-dkim.parse_pem_private_key = functools.lru_cache(maxsize=128)(dkim.parse_pem_private_key)
-
-
-def _openssl_rsa(numbers: dict) -> _OpenSslRsa:
-    key = _RSA_KEYS.get(numbers["modulus"])
-    if key is None:
-        if len(_RSA_KEYS) > 100:   # keys are few; a rotated one is dropped eventually
-            _RSA_KEYS.clear()
-        key = _RSA_KEYS[numbers["modulus"]] = _OpenSslRsa(numbers)
-    return key
-
 
 class _DKIM(_Prehashed, dkim.DKIM):
     pass
@@ -367,117 +291,6 @@ def verify_arc(header: bytes, body_hashes: dict, txt: TxtLookup) -> str:
         log.info("ARC chain unusable: %s: %s", type(exc).__name__, exc)
         return "fail"
     return {dkim.CV_Pass: "pass", dkim.CV_None: "none"}.get(cv, "fail")
-
-
-# What dkimpy signs by default (RFC 6376's list, From twice) and what its ARC
-# seal reads besides: Authentication-Results and the ARC sets. dkimpy
-# canonicalises every field it is given, once per signature and more for a
-# seal (four to six passes a message); a field outside these (Received,
-# X-*) cannot change what it signs, so it is not given them. A name that
-# only differs in case or in blanks before the colon stays in (a superset
-# of what dkimpy matches is harmless; missing one would change the signature).
-_SIGNED = frozenset(name.decode() for name in dkim.DKIM.SHOULD + dkim.DKIM.FROZEN)
-_DKIMPY_FIELD = re.compile(rb"[\x21-\x7e]+?:")     # a field's start, as dkimpy reads it
-_SEALED = _SIGNED | {"authentication-results", "arc-seal", "arc-message-signature",
-                     "arc-authentication-results"}
-
-
-def _only(header: bytes, names: frozenset[str], authserv_id: str = "") -> bytes:
-    """The fields of `header` named in `names`; with `authserv_id`, of the
-    Authentication-Results fields only those that claim it, or cannot be
-    read (dkimpy parses each, and seals only what its own id reports)."""
-    fields = hdr.split_fields(header)
-    if not all(_DKIMPY_FIELD.match(field) for field in fields):
-        return header      # dkimpy refuses what it cannot read as a field: its verdict stands
-    kept = []
-    for field in fields:
-        name = hdr.name_of(field)
-        if name not in names:
-            continue
-        if authserv_id and name == "authentication-results":
-            try:
-                if rfc5322.authserv_id(hdr.value_of(field)).lower() != authserv_id.lower():
-                    continue
-            except rfc5322.HeaderSyntaxError:
-                pass
-        kept.append(field)
-    return b"".join(kept)
-
-
-def dkim_sign(header: bytes, body_hashes: dict, key: Key) -> bytes:
-    """A DKIM-Signature header field (relaxed/simple, RFC 6376's header list)."""
-    signer = _signer(_DKIM, _only(header, _SIGNED), body_hashes)
-    return signer.sign(key.selector.encode(), key.domain.encode("idna"), key.private,
-                       signature_algorithm=key.dkim_algorithm,
-                       canonicalize=(b"relaxed", b"simple"))
-
-
-def arc_seal(header: bytes, body_hashes: dict, key: Key, authserv_id: str,
-             results: list[str] | None = None) -> list[bytes]:
-    """The next ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results),
-    continuing the chain the Authentication-Results for authserv_id describes.
-    Empty when the chain has ended (an earlier hop reported it failed).
-    results: the clauses of the field tmail wrote (authresults.clauses),
-    so that dkimpy need not parse it back."""
-    signer = _signer(_ARC, _only(header, _SEALED, authserv_id), body_hashes)
-    token = _OWN_FIELD.set(_OwnField(authserv_id, results) if results is not None else None)
-    try:
-        return signer.sign(key.selector.encode(), key.domain.encode("idna"), key.private,
-                           authserv_id.encode())
-    finally:
-        _OWN_FIELD.reset(token)
-
-
-class _Result:
-    """One clause of tmail's field as dkimpy's seal reads a parsed result:
-    its method, its result, and its text for ARC-Authentication-Results."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.method, _, rest = text.partition("=")
-        self.result = rest.split(None, 1)[0] if rest.split() else ""
-
-    def __str__(self) -> str:
-        return self.text
-
-
-class _OwnField:
-    """tmail's own Authentication-Results field, already known clause by
-    clause. dkimpy parses the field back with authres (half a millisecond
-    of regular expressions, a tenth of a forward's time), and authres
-    rewrites what it parsed: it drops comments and some quoted values."""
-
-    def __init__(self, authserv_id: str, results: list[str]):
-        self.authserv_id = authserv_id
-        self.results = [_Result(text) for text in results]
-        self.text = _squeezed("Authentication-Results: " + authserv_id + ";" + ";".join(results))
-
-
-_OWN_FIELD: contextvars.ContextVar[_OwnField | None] = contextvars.ContextVar("tmail_own_field",
-                                                                             default=None)
-
-
-def _squeezed(text: str) -> str:
-    return " ".join(text.replace(";", "; ").split())
-
-
-class _AuthresForDkimpy:
-    """What dkimpy's seal sees as the authres module: tmail's own field
-    (the same text, however folded) comes as it is known; any other field is
-    authres's to parse."""
-
-    core = authres.core
-
-    class AuthenticationResultsHeader:
-        @staticmethod
-        def parse(text: str):
-            own = _OWN_FIELD.get()
-            if own is not None and _squeezed(text) == own.text:
-                return own
-            return authres.AuthenticationResultsHeader.parse(text)
-
-
-dkim.authres = _AuthresForDkimpy   # type: ignore[attr-defined]
 
 
 def _text(value) -> str:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from ..core.durations import utcnow
 from ..core.fleet import HostReport
-from ..core.signing import Key
+from ..core.signer import Key
 from ..keys import ALGORITHMS, DkimKeyError, StoredKey, dns_selector, generate_private
 from ..sealing import Sealer, SealError
 from .schema import dkim_keys, dkim_selectors, fleet_hosts, srs_secrets

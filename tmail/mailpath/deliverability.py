@@ -19,10 +19,12 @@ import dataclasses
 import logging
 import tempfile
 import threading
+import time
 
 from ..core import authresults, dmarc, fromrewrite, signing
 from ..core import headers as hdr
 from ..core.bodyhash import BodyHashes
+from ..core.signer import SIGN_BODY, Key, Signer
 
 log = logging.getLogger("tmail.deliverability")
 
@@ -59,7 +61,7 @@ class Deliverability:
         self._lock = threading.Lock()
 
     # -- keys -----------------------------------------------------------------
-    def signing_keys(self, domain: str) -> list[signing.Key]:
+    def signing_keys(self, domain: str) -> list[Key]:
         """The domain's active keys, re-read when the key store's stamp of
         the domain changes (its key directory, or the shared database's period)."""
         stamp = self.keys.stamp(domain)
@@ -77,7 +79,7 @@ class Deliverability:
             self._key_cache[domain] = (stamp, found)
         return found
 
-    def keys_for(self, *domains: str) -> list[signing.Key]:
+    def keys_for(self, *domains: str) -> list[Key]:
         """The first of these domains that has keys signs."""
         for domain in domains:
             if domain:
@@ -127,7 +129,7 @@ class Deliverability:
         """A message tmail writes from another (a reply sent on as the
         alias), signed with `domain`'s keys; the body streams through."""
         hashes = BodyHashes()
-        hashes.want(*signing.SIGN_BODY)
+        hashes.want(*SIGN_BODY)
         spool = self._spool(body, hashes)
         out = self._signed(hdr.split_fields(header), hashes.finish(), (domain,))
         return Prepared(out, _read_spool(spool))
@@ -138,7 +140,7 @@ class Deliverability:
             return raw
         header, sep, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
         hashes = BodyHashes()
-        hashes.want(*signing.SIGN_BODY)
+        hashes.want(*SIGN_BODY)
         hashes.update(body)
         fields = hdr.split_fields(header + b"\n")
         return self._signed(fields, hashes.finish(), sign_domains) + b"\n" + body
@@ -152,29 +154,33 @@ class Deliverability:
             return header
         froms = hdr.counts(fields).get("from", 0)
         if froms != 1:
-            # DKIM must sign From (RFC 6376 s5.4; dkimpy raises without
-            # one) and DMARC cannot judge several: the message goes as it came
+            # DKIM must sign From (RFC 6376 s5.4) and DMARC cannot judge
+            # several: the message goes as it came
             log.warning("%s: sent unsigned and unsealed",
                         "no From field" if froms == 0 else f"{froms} From fields")
+            return header
+        if not all(hdr.name_of(field) for field in fields):
+            # receivers disagree on where such a header ends: whatever was
+            # signed, some would read another message
+            log.warning("a line in the header is no header field: sent unsigned and unsealed")
             return header
         keys = self.keys_for(*sign_domains)
         if not keys:
             log.warning("no DKIM key for %s: sent unsigned", " or ".join(d for d in sign_domains if d))
             return header
         added: list[bytes] = []
+        signer, now = Signer(fields), int(time.time())
         try:
             if self.sign:
                 for key in keys:
-                    added.insert(0, signing.dkim_sign(header, digests, key))
+                    added.insert(0, signer.dkim(key, digests, now))
             rsa = next((k for k in keys if k.algorithm == "rsa"), None)
             if results is not None and self.seal and rsa is not None:
-                with_signatures = b"".join(added) + header
-                sealed = signing.arc_seal(with_signatures, digests, rsa, self.authserv_id, results)
+                sealed = signer.arc_set(rsa, digests, self.authserv_id, results, now)
                 if not sealed:
-                    log.warning("no ARC seal: dkimpy made none (its chain ended or a field it "
-                                "reads did not parse)")
+                    log.warning("no ARC seal: the chain that arrived ended, or its sets are unusable")
                 added = sealed + added
-        except Exception:   # a header dkimpy cannot parse: the message still goes, unsigned
+        except Exception:   # a key that does not load: the message still goes, unsigned
             log.exception("signing failed; the message goes on unsigned")
             return header
         return b"".join(added) + header
