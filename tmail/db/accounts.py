@@ -40,6 +40,7 @@ from .store import Store, from_db, to_db
 
 SESSION_TOUCH = timedelta(minutes=5)   # last_seen is written at most this often
 COUNT_UP_TO = 1000                     # a list's total is exact up to this
+_ADD_ACTIVITY = activity.insert()      # built once: every forward adds a row
 
 
 @dataclass(frozen=True)
@@ -357,7 +358,7 @@ class Accounts:
     def add_activity(self, rows: list[tuple[int, datetime, str, str, str]]) -> None:
         """(alias id, time, sender, verdict, reason) rows."""
         if rows:
-            self.conn.execute(activity.insert(), [
+            self.conn.execute(_ADD_ACTIVITY, [
                 {"alias_id": a, "at": to_db(at), "sender": sender[:320], "verdict": verdict[:16],
                  "reason": reason[:200]} for a, at, sender, verdict, reason in rows])
 

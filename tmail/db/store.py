@@ -98,6 +98,7 @@ _RESERVE = (aliases.update().where(aliases.c.id == sa.bindparam("alias_id"))
             .where(sa.or_(aliases.c.max_messages.is_(None), aliases.c.forwarded < aliases.c.max_messages))
             .values(forwarded=aliases.c.forwarded + 1))
 _ADD_EVENT = events.insert()
+_ADD_RECEIPTS = receipts.insert()
 
 # What goes with an alias (explicit deletes: SQLite without foreign_keys=ON
 # and MariaDB's MyISAM would not cascade). A reverse alias of a removed
@@ -396,7 +397,7 @@ class Store:
             self.conn.execute(receipts.delete().where(receipts.c.queue_id == queue_id))
         rows = {r.recipient: r for r in found}   # one row a recipient, the last verdict
         if rows:
-            self.conn.execute(receipts.insert(), [
+            self.conn.execute(_ADD_RECEIPTS, [
                 dict(queue_id=queue_id, recipient=r.recipient, verdict=r.verdict,
                      counted=r.counted, smtputf8=r.smtputf8, spf=r.spf, helo=r.helo[:255],
                      created_at=to_db(now), alias=r.alias or None) for r in rows.values()])
