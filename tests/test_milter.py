@@ -242,6 +242,29 @@ def test_an_unsigned_message_failing_dmarc_p_reject_is_refused(service, headers,
         assert asked == []
 
 
+@pytest.mark.parametrize("slow", ["spf", "dmarc"])
+def test_slow_dns_is_temperror_or_no_dmarc_verdict_never_a_451(service, slow):
+    """SPF and DMARC share one trip to the DNS threads and its deadline:
+    past it the message is accepted, with SPF as found if it was found."""
+    from tmail.core import dmarc
+
+    def spf_check(ip, sender, helo):
+        time.sleep(service.deadline if slow == "spf" else 0)
+        return Spf("pass", sender, helo)
+
+    def dmarc_check(values, spf):
+        time.sleep(service.deadline if slow == "dmarc" else 0)
+        return dmarc.Result("fail", "bank.test", "reject")
+    service.spf_check, service.dmarc_check = spf_check, dmarc_check
+    ctx = connected(service)
+    mail(ctx, "security@bank.test")
+    assert rcpt(ctx, "shop@d.test") == Milter.CONTINUE
+    started = time.monotonic()
+    assert end(ctx, [("From", "Bank <security@bank.test>")], queue_id="4QSLOW") == Milter.CONTINUE
+    assert time.monotonic() - started < service.deadline
+    assert receipt(service, "4QSLOW", "shop@d.test").spf == ("temperror" if slow == "spf" else "pass")
+
+
 def test_spf_waits_for_no_busy_dns_thread(service):
     """A sender domain whose DNS never answers holds DNS threads; the next
     messages go on without SPF (temperror) instead of waiting for one."""
