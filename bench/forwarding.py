@@ -12,14 +12,17 @@ is noisy: compare only side by side):
     tmail-deliver among them) and the tmail daemon with its LMTP workers;
   - acceptance rate of mail that is not tmail's, milter on and off
     (outbound delivery held, so only smtpd's work is timed);
-  - peak RSS of tmail-deliver, and the daemon's peak growth, on 20 MB.
+  - peak RSS of tmail-deliver, and the daemon's peak growth, on 20 MB;
+  - tmail-deliver's own CPU per 1 KB message (under pipe(8) it is counted
+    with Postfix's processes), against a bare interpreter's start and exit.
 
     /opt/tmail-test/venv/bin/python bench/forwarding.py [--messages 2000] [--rounds 2]
-        [--only forwarding|acceptance|memory]
+        [--only forwarding|acceptance|memory|pipe]
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -30,6 +33,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 from harness import DELIVER, Instance, free_port, wait_until  # noqa: E402
+
+from tmail.postfix_wiring import deliver_command  # noqa: E402
+
+# What pipe(8) runs for tmail (tmail postfix install's default; DELIVER is
+# the console script an admin may name instead).
+PIPE_COMMAND = deliver_command({"postfix": {"deliver_command": ""}}).split()
 
 
 class SmtpSink:
@@ -196,13 +205,53 @@ def memory(mx, to="fwd@d.test"):
                "_, status, usage = os.wait4(p.pid, 0); "
                "print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, file=sys.stderr)")
     proc = subprocess.Popen(["runuser", "-u", "tmail", "--", "/usr/bin/python3", "-c", wrapper,
-                             DELIVER, "--socket", f"{mx.run_dir}/deliver.sock", f"BIG{time.monotonic_ns()}",
+                             *PIPE_COMMAND, "--socket", f"{mx.run_dir}/deliver.sock", f"BIG{time.monotonic_ns()}",
                              "a@orig.test", to],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(message)
     code, maxrss_kib = err.decode().split()[-2:]
     assert code == "0", out
     return len(message), int(maxrss_kib) * 1024, (hwm() - before) * 1024
+
+
+# Run as the pipe's user: a command `runs` times on one message, then a
+# bare interpreter as often; prints the CPU of each run (ms), from the
+# children's rusage (what the kernel charged the processes themselves).
+_CPU_WRAPPER = """
+import json, resource, subprocess, sys, time
+command, runs = json.loads(sys.argv[1]), int(sys.argv[2])
+message = sys.stdin.buffer.read()
+def cpu():
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+start = cpu()
+for i in range(runs):
+    subprocess.run(command + ["CPU%d%d" % (i, time.monotonic_ns()), "a@orig.test", "fwd@d.test"],
+                   input=message, stdout=subprocess.DEVNULL, check=True)
+middle = cpu()
+for _ in range(runs):
+    subprocess.run(["/usr/bin/python3", "-I", "-S", "-c", "pass"], check=True)
+print(1000 * (middle - start) / runs, 1000 * (cpu() - middle) / runs)
+"""
+
+
+def deliver_cpu(mx, command: list[str], runs: int = 200) -> tuple[float, float]:
+    """ms of CPU: `command` delivering one 1 KB message (start-up, reading
+    it, handing it over, the daemon's answer), and a bare interpreter's start."""
+    message = b"From: a@orig.test\nTo: fwd@d.test\nSubject: cpu\n\n" + b"x" * 1000 + b"\n"
+    argv = command + ["--socket", f"{mx.run_dir}/deliver.sock"]
+    result = subprocess.run(["runuser", "-u", "tmail", "--", "/usr/bin/python3", "-c", _CPU_WRAPPER,
+                             json.dumps(argv), str(runs)], input=message, capture_output=True, check=True)
+    deliver, bare = result.stdout.decode().split()
+    return float(deliver), float(bare)
+
+
+def report_pipe_process(mx):
+    ours, bare = deliver_cpu(mx, PIPE_COMMAND)
+    script, _ = deliver_cpu(mx, [DELIVER])
+    print(f"tmail-deliver CPU per 1 KB message (its own process): {ours:.1f} ms as the pipe runs it "
+          f"(python -IS deliver.py), {script:.1f} ms as the console script; a bare "
+          f"`python3 -I -S -c pass`: {bare:.1f} ms, in the same run")
 
 
 def use_transport(mx, transport: str) -> None:
@@ -272,7 +321,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--only", choices=["forwarding", "acceptance", "memory"])
+    parser.add_argument("--only", choices=["forwarding", "acceptance", "memory", "pipe"])
     args = parser.parse_args()
     sink = SmtpSink()
     # The daemon logs at the default level, info (the tests' harness says debug).
@@ -300,6 +349,8 @@ def main():
             acceptance_rates(mx, args)
         if args.only in (None, "memory"):
             report_memory(mx)
+        if args.only in (None, "pipe"):
+            report_pipe_process(mx)
     finally:
         mx.teardown()
         sink.close()

@@ -1,5 +1,7 @@
 """What tmail-deliver costs before it reads its message, against a bare
-interpreter, in one run: the pipe pays it on every message.
+interpreter, in one run: the pipe pays it on every message. Both ways it
+can be run: as pipe(8) runs it by default (python -IS deliver.py) and as
+the console script.
 
     /opt/tmail-test/venv/bin/python bench/pipe_start.py [--runs 50]
 
@@ -14,6 +16,8 @@ import statistics
 import subprocess
 import sys
 import time
+
+from tmail.postfix_wiring import deliver_command
 
 
 def timed(command: list[str], runs: int) -> tuple[float, float]:
@@ -35,12 +39,13 @@ def main():
     commands = {
         "bare python3 -I -S -c pass": ["/usr/bin/python3", "-I", "-S", "-c", "pass"],
         "venv python -c pass": [sys.executable, "-c", "pass"],
-        "tmail-deliver (imports only)": [os.path.join(venv, "tmail-deliver")],
+        "python -IS deliver.py (the pipe)": deliver_command({"postfix": {"deliver_command": ""}}).split(),
+        "tmail-deliver console script": [os.path.join(venv, "tmail-deliver")],
     }
     print(f"process start, {args.runs} runs each (ms):")
     for name, command in commands.items():
         median, p90 = timed(command, args.runs)
-        print(f"  {name:30} median {median:6.1f}   p90 {p90:6.1f}")
+        print(f"  {name:34} median {median:6.1f}   p90 {p90:6.1f}")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,24 @@ def test_master_entries_pass_mail_through_unchanged(cfg):
     assert "-o remote_header_rewrite_domain=" in cleanup and "always_add_missing_headers=no" in cleanup
 
 
+def test_the_pipe_runs_deliver_py_isolated_and_without_site(cfg, tmp_path):
+    """No site module, no venv paths: the file finds its package beside it.
+    (A usage error, exit 75, shows it imported; e2e runs it under pipe(8).)"""
+    argv = wiring.master_entries(cfg)["tmail/unix"].split("argv=", 1)[1].split()
+    interpreter, flags, script = argv[:3]
+    assert flags == "-IS" and script.endswith("/tmail/mailpath/deliver.py")
+    assert argv[3:] == ["--socket", cfg["daemon"]["deliver_socket"], "${queue_id}", "${sender}",
+                        "${recipient}"]
+    ran = subprocess.run([interpreter, flags, script, "--socket", str(tmp_path / "none.sock"), "Q", "a@b.test",
+                          "c@d.test"], capture_output=True, text=True, cwd=tmp_path)
+    assert (ran.returncode, ran.stdout) == (75, "4.3.0 tmail daemon unavailable (No such file or directory); "
+                                                "will retry\n")
+    named = config.validate({"postfix": {"map_directory": "/etc/postfix/tmail",
+                                         "deliver_command": "/usr/local/bin/my-deliver"},
+                             "srs": {"domain": "srs.d.test"}}, "test.toml")
+    assert "argv=/usr/local/bin/my-deliver --socket" in wiring.master_entries(named)["tmail/unix"]
+
+
 def test_socket_directory_check(tmp_path):
     from tmail.cli.postfix_check import _socket_directory
     try:

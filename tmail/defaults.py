@@ -145,7 +145,7 @@ DEFAULTS = {
         # Where tmail writes its lookup tables (domains, transport, guard);
         # "" leaves Postfix alone (tmail postfix install sets it).
         "map_directory": "",
-        "deliver_command": "/opt/tmail/venv/bin/tmail-deliver",
+        "deliver_command": "",      # "": this installation's python -IS .../deliver.py
         "pipe_user": "tmail",
         "reinject_listener": "127.0.0.1:10026",
     },

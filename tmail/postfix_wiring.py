@@ -15,7 +15,9 @@ recognise "back to the default" and delete the line instead of leaving
 """
 from __future__ import annotations
 
+import os
 import re
+import sys
 from dataclasses import dataclass
 
 MASTER_PIPE = "tmail/unix"
@@ -129,6 +131,20 @@ def nexthop(cfg, transport: str) -> str:
     return f"unix:{lmtp_socket(cfg)}" if transport == "lmtp" else ""
 
 
+def deliver_command(cfg) -> str:
+    """What pipe(8) runs: [postfix] deliver_command, or by default this
+    installation's interpreter on tmail's deliver.py, isolated (-I) and
+    without the site module (-S), which the pipe would pay on every message."""
+    configured = cfg["postfix"]["deliver_command"]
+    if configured:
+        return configured
+    from .mailpath import deliver
+    interpreter, script = sys.executable, os.path.abspath(deliver.__file__)
+    if any(c.isspace() for c in interpreter + script):    # pipe(8) splits its argv at blanks
+        return os.path.join(os.path.dirname(interpreter), "tmail-deliver")
+    return f"{interpreter} -IS {script}"
+
+
 def master_entries(cfg, transport: str = "pipe") -> dict[str, str]:
     p = cfg["postfix"]
     if transport == "lmtp":
@@ -146,7 +162,7 @@ def master_entries(cfg, transport: str = "pipe") -> dict[str, str]:
         # (else MAILER-DAEMON); one recipient per run (tmail_destination_
         # recipient_limit) so each alias is counted and answered on its own.
         tmail = (f"tmail unix - n n - - pipe null_sender= user={p['pipe_user']} "
-                 f"argv={p['deliver_command']} --socket {cfg['daemon']['deliver_socket']} "
+                 f"argv={deliver_command(cfg)} --socket {cfg['daemon']['deliver_socket']} "
                  "${queue_id} ${sender} ${recipient}")
     # The reinjection listener's own cleanup: remote_header_rewrite_domain
     # and always_add_missing_headers belong to cleanup(8), out of reach of

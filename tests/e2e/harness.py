@@ -167,7 +167,6 @@ class Instance:
                 f'\n[replies]\ndomain = "{REPLY_DOMAIN}"\n'
                 f'\n[dkim]\nkey_directory = "{self.key_directory}"\nauthserv_id = "mx.fwd.test"\n'
                 f'\n[postfix]\nconfig_directory = "{self.conf}"\nmap_directory = "{self.maps}"\n'
-                f'deliver_command = "{DELIVER}"\n'
                 f'reinject_listener = "127.0.0.1:{self.reinject_port}"\n')
         with open(self.config, "rb") as handle:
             values = tomllib.load(handle)

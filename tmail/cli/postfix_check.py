@@ -115,8 +115,10 @@ def check(app):
     pw = _user(user)
     report("pipe user", pw is not None and pw.pw_uid != 0,
            f"{user} (uid {pw.pw_uid})" if pw else f"no user {user}")
-    command = cfg["postfix"]["deliver_command"]
-    report("deliver command", os.access(command, os.X_OK), command)
+    command = wiring.deliver_command(cfg)
+    program, *args = command.split()
+    report("deliver command", os.access(program, os.X_OK) and all(
+        os.access(a, os.R_OK) for a in args if a.startswith("/")), command)
     with app.store() as store:
         domains = store.domain_names()
     directory = cfg["postfix"]["map_directory"]

@@ -3,6 +3,12 @@
 It imports almost nothing and hands the message to the long-lived daemon
 over a UNIX socket; the daemon holds the database and the SMTP connection.
 
+`tmail postfix install` has pipe(8) run this file itself, with the
+interpreter isolated and without the site module (`python3 -IS
+.../deliver.py`): site's work (the venv's paths, its .pth files) was a
+millisecond of the start-up every message paid. The console script
+`tmail-deliver` is the same program, for a deliver_command set by hand.
+
 pipe(8) bounces on every exit status but 0, 75 and 71, and on running past
 tmail_time_limit. So: every failure here prints one short line and exits 75
 (EX_TEMPFAIL), and an alarm fires well before Postfix's limit.
@@ -16,7 +22,11 @@ import _socket
 import os
 import sys
 
-from .wire import CHUNK, MAGIC
+if __package__:
+    from .wire import CHUNK, MAGIC
+else:   # run as a file, without site: the package is found beside this file
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    from tmail.mailpath.wire import CHUNK, MAGIC
 
 EX_OK, EX_TEMPFAIL = 0, 75
 DEFAULT_SOCKET = "/run/tmail/deliver.sock"
