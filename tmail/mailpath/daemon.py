@@ -71,7 +71,8 @@ def build_service(cfg, locks=None, pool: dict | None = None):
                       dmarc_check=unsigned_dmarc(resolver.txt, dns_timeout)
                       if dkim_cfg["check_spf"] and dkim_cfg["reject_dmarc_failures"] else None,
                       dkim_check=dkim_verifier(resolver.txt, dns_timeout),
-                      notice_every=cfg.duration("replies", "notice_every").total_seconds())
+                      notice_every=cfg.duration("replies", "notice_every").total_seconds(),
+                      locks=locks)
     delivery = Delivery(service, (d["reinject_host"], d["reinject_port"]),
                         reinject_timeout=d["reinject_timeout_s"], helo=socket.getfqdn(),
                         deliverability=deliverability_from_config(cfg, resolver.txt, engine),

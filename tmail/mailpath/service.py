@@ -45,6 +45,7 @@ MAX_SRS_FAILURES = 10          # invalid SRS addresses a client may try in a win
 SRS_FAILURE_WINDOW = 600.0     # ... of this many seconds, then 450 for SRS addresses
 MAX_SRS_CLIENTS = 10_000
 MAX_PENDING_REFUSALS = 100_000
+WRITER_LOCK = "sqlite writer"    # the SharedLocks name of the daemon's processes' SQLite writes
 
 
 class DeadlineExceeded(Exception):
@@ -75,7 +76,7 @@ class _Lookup:
 class Service:
     def __init__(self, engine, policy: Policy, *, clock=utcnow, deadline: float = DEFAULT_DEADLINE,
                  spf_check=None, dmarc_check=None, dkim_check=None, authserv_id: str = "localhost",
-                 max_received: int = 30, notice_every: float = 3600.0):
+                 max_received: int = 30, notice_every: float = 3600.0, locks=None):
         self.engine = engine
         self.policy = policy
         self.clock = clock
@@ -106,6 +107,12 @@ class Service:
         # instead, in order, and SQLite's lock is then only contended by
         # the CLI.
         self._writer = threading.Lock() if engine.dialect.name == "sqlite" else None
+        # ... and with the daemon's other processes (its LMTP workers) they
+        # take turns through a lock the kernel hands on the moment it is
+        # let go (tmail.mailpath.shared_locks), not through SQLite's busy
+        # handler, which sleeps 1, 2, 5, 10 ms and more between tries
+        # while the database may long have been free.
+        self._locks = locks if self._writer is not None else None
         # Bounded: a flood of refused RCPTs faster than the database can
         # count them costs counts, not memory.
         self._refusals: queue.Queue = queue.Queue(maxsize=MAX_PENDING_REFUSALS)
@@ -168,7 +175,10 @@ class Service:
                 if not self._writer.acquire(timeout=self.deadline):
                     raise DeadlineExceeded("waited too long for the SQLite writer")
                 try:
-                    return self._transaction(work)
+                    if self._locks is None:
+                        return self._transaction(work)
+                    with self._locks.hold(WRITER_LOCK):
+                        return self._transaction(work)
                 finally:
                     self._writer.release()
             except sa.exc.DBAPIError as exc:
