@@ -17,6 +17,12 @@ from .dmarc import Result as DmarcResult
 from .signing import DkimResult
 
 MAX_REASON = 80     # characters of a reason= kept in the field
+# Longer values than a domain name (RFC 1035: 253 characters) or a path
+# (RFC 5321: 256) are a sender's invention: left out, so that no line of
+# the field (nor of the ARC-Authentication-Results that copies it) passes
+# RFC 5322's 998 characters, where an MTA on the way would break it and
+# with it the seal.
+MAX_NAME, MAX_PATH = 253, 256
 _BARE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~.]+(@[A-Za-z0-9.\-]+)?")
 
 
@@ -46,9 +52,9 @@ class Spf:
         UTF-8 sender is named by its domain; a non-ASCII HELO not at all."""
         clause = f"spf={self.result}"
         mailfrom = self.mailfrom if _printable_ascii(self.mailfrom) else self.mailfrom.rpartition("@")[2]
-        if mailfrom and _printable_ascii(mailfrom):
+        if mailfrom and _printable_ascii(mailfrom) and len(mailfrom) <= MAX_PATH:
             clause += f" smtp.mailfrom={pvalue(mailfrom)}"
-        if self.helo and _printable_ascii(self.helo):
+        if self.helo and _printable_ascii(self.helo) and len(self.helo) <= MAX_NAME:
             clause += f" smtp.helo={pvalue(self.helo)}"
         return clause
 
@@ -117,13 +123,14 @@ def joined(authserv_id: str, results: list[str]) -> str:
 
 def _ascii_name(name: str) -> str:
     """A domain (or selector) as printable ASCII: an internationalised one
-    as its A-labels; "" when it has none (the property is left out)."""
-    if _printable_ascii(name):
-        return name
-    try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError:
-        return ""
+    as its A-labels; "" when it has none or is longer than a domain name
+    can be (the property is left out)."""
+    if not _printable_ascii(name):
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            return ""
+    return name if len(name) <= MAX_NAME else ""
 
 
 def _reason(text: str) -> str:

@@ -15,14 +15,14 @@ def split_fields(header: bytes) -> list[bytes]:
     """Raw fields, each with its continuation lines and line ends.
     A line that starts no field and continues none is kept as its own
     'field' (it is forwarded as it came; nothing is dropped)."""
-    fields: list[bytes] = []
+    fields: list[list[bytes]] = []
     # lines end at LF only: a bare CR inside a field is content, not a line end
     for line in re.findall(rb"[^\n]*\n|[^\n]+$", header):
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
+            fields[-1].append(line)     # joined once below: += was quadratic in a field's lines
         else:
-            fields.append(line)
-    return fields
+            fields.append([line])
+    return [b"".join(lines) for lines in fields]
 
 
 def name_of(field: bytes) -> str:

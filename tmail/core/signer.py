@@ -44,6 +44,7 @@ ARC_BODY = (b"relaxed", b"sha256", None)     # of the ARC-Message-Signature (rel
 ARC_FIELDS = ("arc-authentication-results", "arc-message-signature", "arc-seal")   # a set's order
 
 _LINE_END = re.compile(rb"\r?\n")
+_AMBIGUOUS = re.compile(rb"\r(?!\n)|[\x0b\x0c]")
 _BLANKS = re.compile(rb"[ \t]+")
 
 
@@ -75,6 +76,18 @@ class Signer:
     def __init__(self, fields: list[bytes]):
         self.fields = fields
         self._canonical: dict[str, list[bytes]] | None = None
+
+    def unsignable(self) -> str:
+        """Why this block cannot be signed ("" when it can): a line that is
+        no field (receivers disagree where such a header ends), or a field
+        DKIM signs that verifiers canonicalise differently."""
+        for field in self.fields:
+            name = hdr.name_of(field)
+            if not name:
+                return "a line in the header is no header field"
+            if name in SIGNED and ambiguous(field):
+                return f"the {name} field holds a bare CR, a VT or an FF"
+        return ""
 
     def _by_name(self) -> dict[str, list[bytes]]:
         """The canonical forms of the fields DKIM signs, by name, top to bottom."""
@@ -157,7 +170,7 @@ class Signer:
             name = hdr.name_of(field)
             if name not in ARC_FIELDS:
                 continue
-            instance = _instance(hdr.raw_value(field))
+            instance = arc_instance(name, hdr.raw_value(field))
             if instance is None or name in found.setdefault(instance, {}):
                 complete = False
                 continue
@@ -169,14 +182,25 @@ class Signer:
         return highest, [found[i] for i in range(1, highest + 1)]
 
 
-def _instance(value: bytes) -> int | None:
-    """An ARC field's i= (the AAR's first part; a tag anywhere in the others)."""
-    for part in value.split(b";"):
-        name, equals, number = part.partition(b"=")
+def arc_instance(name: str, value: bytes) -> int | None:
+    """An ARC field's instance as RFC 8617 reads it (s4.1): the AAR's value
+    begins with i=N; the AMS and AS carry an i= tag. None: none, or not
+    1 to 3 digits."""
+    parts = value.split(b";")
+    for part in parts[:1] if name == "arc-authentication-results" else parts:
+        tag, equals, number = part.partition(b"=")
         number = number.strip(b" \t\r\n")
-        if name.strip(b" \t\r\n") == b"i" and equals:
+        if tag.strip(b" \t\r\n") == b"i" and equals:
             return int(number) if number.isdigit() and len(number) <= 3 else None
     return None
+
+
+def ambiguous(field: bytes) -> bool:
+    """A field verifiers canonicalise differently: a CR that ends no line, a
+    VT or an FF (dkimpy strips them at a value's ends, OpenDKIM makes them
+    blanks anywhere, RFC 6376 neither); some readers even take a bare CR
+    for a line end. No signature over it would verify everywhere."""
+    return bool(_AMBIGUOUS.search(field))
 
 
 def _chain_validation(results: Iterable[str]) -> bytes:

@@ -33,7 +33,7 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 
 from . import headers as hdr
 from .bodyhash import BodyHashes
-from .signer import ARC_BODY, SIGN_BODY
+from .signer import ARC_BODY, ARC_FIELDS, SIGN_BODY, ambiguous, arc_instance, relaxed
 
 log = logging.getLogger("tmail.signing")
 
@@ -283,6 +283,11 @@ def verify_arc(header: bytes, body_hashes: dict, txt: TxtLookup) -> str:
     if any(_too_many_signed(hdr.raw_value(f)) for f in fields if hdr.name_of(f) == "arc-message-signature"):
         log.info("ARC-Message-Signature signs more than %d fields: not verified", MAX_SIGNED_FIELDS)
         return "fail"
+    unclear = next((f for f in fields if hdr.name_of(f) in ARC_FIELDS and not _read_alike(f)), None)
+    if unclear is not None:
+        log.info("ARC field read otherwise by RFC 8617 than by dkimpy, or by dkimpy than by other "
+                 "verifiers (%r...): the chain fails", unclear[:60])
+        return "fail"
     budget = txt if isinstance(txt, DnsBudget) else DnsBudget(txt)
     try:
         verifier = _signer(_ARC, header, body_hashes)
@@ -291,6 +296,20 @@ def verify_arc(header: bytes, body_hashes: dict, txt: TxtLookup) -> str:
         log.info("ARC chain unusable: %s: %s", type(exc).__name__, exc)
         return "fail"
     return {dkim.CV_Pass: "pass", dkim.CV_None: "none"}.get(cv, "fail")
+
+
+def _read_alike(field: bytes) -> bool:
+    """Whether dkimpy, which gives the chain its verdict, reads this ARC
+    field as tmail's seal will (tmail.core.signer): the instance RFC 8617
+    says (dkimpy takes the first i=<digits> anywhere, even inside another
+    tag or a result), and bytes every verifier canonicalises alike. Where
+    they differ, a chain dkimpy passes could be sealed by tmail over other
+    fields, or in another order, than it verified."""
+    name = hdr.name_of(field)
+    strict = arc_instance(name, hdr.raw_value(field))
+    found = dkim.ARC.INSTANCE_RE.search(relaxed(field).partition(b":")[2])
+    return strict is not None and found is not None and int(found.group(1)) == strict \
+        and not ambiguous(field)
 
 
 def _text(value) -> str:

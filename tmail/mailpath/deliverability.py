@@ -159,17 +159,17 @@ class Deliverability:
             log.warning("%s: sent unsigned and unsealed",
                         "no From field" if froms == 0 else f"{froms} From fields")
             return header
-        if not all(hdr.name_of(field) for field in fields):
-            # receivers disagree on where such a header ends: whatever was
-            # signed, some would read another message
-            log.warning("a line in the header is no header field: sent unsigned and unsealed")
+        signer = Signer(fields)
+        refused = signer.unsignable()
+        if refused:     # whatever was signed, some receiver would read another message
+            log.warning("%s: sent unsigned and unsealed", refused)
             return header
         keys = self.keys_for(*sign_domains)
         if not keys:
             log.warning("no DKIM key for %s: sent unsigned", " or ".join(d for d in sign_domains if d))
             return header
         added: list[bytes] = []
-        signer, now = Signer(fields), int(time.time())
+        now = int(time.time())
         try:
             if self.sign:
                 for key in keys:
