@@ -38,3 +38,15 @@ class Cli:
     def json(self, *args, ok=True):
         result = self(*args, "--json", ok=ok)
         return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def d_test_keys(directory):
+    """A key directory with d.test's RSA and ed25519 keys (selector s1) active,
+    and the TXT records that publish them."""
+    from tmail.keys import KeyStore, public_record
+    store = KeyStore(str(directory))
+    for algorithm in ("rsa", "ed25519"):
+        store.create("d.test", "s1", algorithm, 1024)
+    store.activate("d.test", "s1")
+    return store, {f"{key.dns_selector}._domainkey.d.test": [public_record(key.algorithm, store.read(key)).encode()]
+                   for key in store.keys("d.test")}

@@ -2,27 +2,26 @@
 from an in-memory zone (the resolver port), messages as pipe(8) hands them."""
 import dkim
 import pytest
+from helpers import d_test_keys
 
 from tmail.core.authresults import Spf
-from tmail.keys import KeyStore, public_record
+from tmail.keys import KeyStore
 from tmail.mailpath.deliverability import SPOOL_MEMORY, Deliverability
 
 
 @pytest.fixture
-def keys(tmp_path):
-    store = KeyStore(str(tmp_path / "dkim"))
-    for algorithm in ("rsa", "ed25519"):
-        store.create("d.test", "s1", algorithm, 1024)
-    store.activate("d.test", "s1")
-    return store
+def signing_keys(tmp_path):
+    return d_test_keys(tmp_path / "dkim")
 
 
 @pytest.fixture
-def zone(keys):
-    records = {"_dmarc.orig.test": [b"v=DMARC1; p=reject"]}
-    for key in keys.keys("d.test"):
-        records[f"{key.dns_selector}._domainkey.d.test"] = [public_record(key.algorithm, keys.read(key)).encode()]
-    return records
+def keys(signing_keys):
+    return signing_keys[0]
+
+
+@pytest.fixture
+def zone(signing_keys):
+    return {"_dmarc.orig.test": [b"v=DMARC1; p=reject"], **signing_keys[1]}
 
 
 def forward(deliverability, header: bytes, body: bytes, mode="when-needed", size=64 * 1024, spf=None):

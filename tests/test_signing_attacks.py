@@ -15,11 +15,12 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 from dkim import RE_BTAG, hash_headers, rfc822_parse
 from dkim.canonicalization import CanonicalizationPolicy
 from dkim.util import parse_tag_value
+from helpers import d_test_keys
 
 from tmail.core import headers as hdr
 from tmail.core.authresults import Spf
 from tmail.core.signer import Signer, relaxed
-from tmail.keys import KeyStore, generate_private, public_record
+from tmail.keys import generate_private, public_record
 from tmail.mailpath.deliverability import Deliverability
 
 RSA = generate_private("rsa", 1024)
@@ -62,13 +63,8 @@ def test_a_signed_field_verifiers_read_differently_is_not_signed(field):
 
 @pytest.fixture
 def deliverability(tmp_path):
-    store = KeyStore(str(tmp_path / "dkim"))
-    for algorithm in ("rsa", "ed25519"):
-        store.create("d.test", "s1", algorithm, 1024)
-    store.activate("d.test", "s1")
-    zone = {name: [value] for name, value in ZONE.items()}
-    for key in store.keys("d.test"):
-        zone[f"{key.dns_selector}._domainkey.d.test"] = [public_record(key.algorithm, store.read(key)).encode()]
+    store, zone = d_test_keys(tmp_path / "dkim")
+    zone.update({name: [value] for name, value in ZONE.items()})
     d = Deliverability(store, lambda name: zone.get(name, []), "mx.d.test")
     d.zone = zone
     return d
