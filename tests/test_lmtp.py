@@ -199,6 +199,13 @@ def test_a_client_gone_in_data_delivers_nothing(lmtp):
     assert recorder.calls == []
 
 
+def test_the_pipe_speaks_the_daemons_wire_protocol():
+    """deliver.py keeps its own copy of the protocol's constants (importing
+    the package cost every message a millisecond)."""
+    from tmail.mailpath import deliver, wire
+    assert (deliver.MAGIC, deliver.CHUNK) == (wire.MAGIC, wire.CHUNK)
+
+
 @given(st.text())
 def test_the_pipe_writes_json_strings_the_daemon_reads_back(text):
     """tmail-deliver builds its header line without importing json (start-up
