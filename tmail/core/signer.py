@@ -75,52 +75,45 @@ class Signer:
 
     def __init__(self, fields: list[bytes]):
         self.fields = fields
-        self._canonical: dict[str, list[bytes]] | None = None
+        self.names = [hdr.name_of(field) for field in fields]
+        self._signed: tuple[bytes, bytes] | None = None
 
     def unsignable(self) -> str:
         """Why this block cannot be signed ("" when it can): a line that is
         no field (receivers disagree where such a header ends), or a field
         DKIM signs that verifiers canonicalise differently."""
-        for field in self.fields:
-            name = hdr.name_of(field)
+        for name, field in zip(self.names, self.fields, strict=True):
             if not name:
                 return "a line in the header is no header field"
             if name in SIGNED and ambiguous(field):
                 return f"the {name} field holds a bare CR, a VT or an FF"
         return ""
 
-    def _by_name(self) -> dict[str, list[bytes]]:
-        """The canonical forms of the fields DKIM signs, by name, top to bottom."""
-        if self._canonical is None:
-            self._canonical = {}
-            for field in self.fields:
-                name = hdr.name_of(field)
+    def _signed_fields(self) -> tuple[bytes, bytes]:
+        """h= (each signed field's name once per occurrence, top to bottom,
+        then the oversigned ones again), and the canonical fields it names,
+        each name taking its fields from the bottom up (RFC 6376 s5.4.2; a
+        name with none left adds nothing). The same for DKIM's two
+        signatures and the ARC-Message-Signature: made once."""
+        if self._signed is None:
+            by_name: dict[str, list[bytes]] = {}
+            for name, field in zip(self.names, self.fields, strict=True):
                 if name in SIGNED:
-                    self._canonical.setdefault(name, []).append(relaxed(field))
-        return self._canonical
-
-    def _signed_names(self) -> list[str]:
-        """h=: each signed field's name once per occurrence, top to bottom,
-        then the oversigned ones again."""
-        names = [hdr.name_of(f) for f in self.fields]
-        signed = [n for n in names if n in SIGNED]
-        return signed + [n for n in signed if n in OVERSIGNED]
-
-    def _hashed_fields(self, names: list[str]) -> bytes:
-        """The canonical fields h= names, each name taking that name's
-        fields from the bottom up (RFC 6376 s5.4.2); a name with none left
-        contributes nothing."""
-        left = {name: list(found) for name, found in self._by_name().items()}
-        return b"".join(left[n].pop() + CRLF for n in names if left.get(n))
+                    by_name.setdefault(name, []).append(relaxed(field))
+            names = [n for n in self.names if n in SIGNED]
+            names += [n for n in names if n in OVERSIGNED]
+            self._signed = (" : ".join(names).encode(),
+                            b"".join(by_name[n].pop() + CRLF for n in names if by_name.get(n)))
+        return self._signed
 
     def dkim(self, key: Key, body_hashes: dict, now: int) -> bytes:
         """A DKIM-Signature field: relaxed/simple, RFC 6376's fields."""
-        names = self._signed_names()
+        names, hashed = self._signed_fields()
         domain = _domain(key)
         tags = [b"v=1", b"a=" + key.dkim_algorithm, b"c=relaxed/simple", b"d=" + domain,
                 b"i=@" + domain, b"q=dns/txt", b"s=" + key.selector.encode(), b"t=%d" % now,
-                b"h=" + " : ".join(names).encode(), b"bh=" + _bh(body_hashes, SIGN_BODY)]
-        return _signed_field(b"DKIM-Signature", tags, self._hashed_fields(names), key)
+                b"h=" + names, b"bh=" + _bh(body_hashes, SIGN_BODY)]
+        return _signed_field(b"DKIM-Signature", tags, hashed, key)
 
     def arc_set(self, key: Key, body_hashes: dict, authserv_id: str, results: list[str],
                 now: int) -> list[bytes]:
@@ -143,12 +136,12 @@ class Signer:
             return []
         aar = (b"ARC-Authentication-Results: i=%d; " % instance + authserv_id.encode()
                + b"".join(b";" + CRLF + b" " + r.encode() for r in results) + CRLF)
-        names = self._signed_names()
+        names, hashed = self._signed_fields()
         domain = _domain(key)
         ams = _signed_field(b"ARC-Message-Signature", [
             b"i=%d" % instance, b"a=rsa-sha256", b"c=relaxed/relaxed", b"d=" + domain,
-            b"s=" + key.selector.encode(), b"t=%d" % now, b"h=" + " : ".join(names).encode(),
-            b"bh=" + _bh(body_hashes, ARC_BODY)], self._hashed_fields(names), key)
+            b"s=" + key.selector.encode(), b"t=%d" % now, b"h=" + names,
+            b"bh=" + _bh(body_hashes, ARC_BODY)], hashed, key)
         # The seal covers every set in order of instance, each AAR, AMS,
         # AS, then its own (RFC 8617 s5.1.1); after a failed chain, only
         # the set it completes.
@@ -166,8 +159,7 @@ class Signer:
         once; such a chain validates as fail, and is not sealed over)."""
         found: dict[int, dict[str, bytes]] = {}
         complete = True
-        for field in self.fields:
-            name = hdr.name_of(field)
+        for name, field in zip(self.names, self.fields, strict=True):
             if name not in ARC_FIELDS:
                 continue
             instance = arc_instance(name, hdr.raw_value(field))
@@ -205,8 +197,11 @@ def ambiguous(field: bytes) -> bool:
 
 def _chain_validation(results: Iterable[str]) -> bytes:
     """cv= from the arc= clause: none without one, fail with several."""
-    found = [clause.partition("=")[2].split(None, 1)[0].lower() for clause in results
-             if clause.partition("=")[0].strip().lower() == "arc" and clause.partition("=")[2].split()]
+    found = []
+    for clause in results:
+        method, _, rest = clause.partition("=")
+        if method.strip().lower() == "arc" and rest.split():
+            found.append(rest.split()[0].lower())
     if not found:
         return b"none"
     return found[0].encode() if len(found) == 1 and found[0] in ("pass", "fail", "none") else b"fail"

@@ -342,8 +342,7 @@ class TmailMilter(Milter.Base):
             service.ask_dns(check)
         except Exception as exc:
             log.info("from=<%s> SPF or DMARC not checked (%s)", self.sender, exc)
-        spf = found.get("spf") or Spf("temperror", self.sender, self.helo)
-        return spf, found.get("dmarc") if "spf" in found else None
+        return found.get("spf") or Spf("temperror", self.sender, self.helo), found.get("dmarc")
 
     def _spoofed(self, spf: Spf | None, result) -> bool:
         """A message for an alias with no signature that fails DMARC of a
