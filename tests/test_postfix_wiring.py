@@ -146,6 +146,13 @@ def test_the_pipe_runs_deliver_py_isolated_and_without_site(cfg, tmp_path):
     assert "argv=/usr/local/bin/my-deliver --socket" in wiring.master_entries(named)["tmail/unix"]
 
 
+def test_a_blank_in_the_interpreters_path_falls_back_to_the_console_script(cfg, monkeypatch):
+    """pipe(8) splits its argv at blanks: the console script beside the
+    interpreter is one word."""
+    monkeypatch.setattr(wiring.sys, "executable", "/opt/my venv/bin/python3")
+    assert wiring.deliver_command(cfg) == "/opt/my venv/bin/tmail-deliver"
+
+
 def test_socket_directory_check(tmp_path):
     from tmail.cli.postfix_check import _socket_directory
     try:

@@ -45,8 +45,10 @@ def wire(message: bytes) -> bytes:
 # -- 1. values whose ends dkimpy (and OpenDKIM) canonicalise differently -------------
 
 AMBIGUOUS = [b"Subject: hello\x0c\n", b"Subject: hello\x0b\n", b"Subject:\x0chello\n",
-             b"Subject: hello\r\r\n", b"Subject: a\rFrom: evil@x.test\n"]
-AMBIGUOUS_IDS = ["ff-end", "vt-end", "ff-start", "cr-end", "cr-mid"]
+             b"Subject: hello\r\r\n", b"Subject: a\rFrom: evil@x.test\n",
+             b"SUBJECT: hello\x0c\n", b"Subject : hello\x0c\n", b"Subject: a\n \x0cb\n"]
+AMBIGUOUS_IDS = ["ff-end", "vt-end", "ff-start", "cr-end", "cr-mid", "upper-case-name",
+                 "blank-before-colon", "continuation-line"]
 
 
 @pytest.mark.parametrize("field", AMBIGUOUS, ids=AMBIGUOUS_IDS)
@@ -55,7 +57,8 @@ def test_a_signed_field_verifiers_read_differently_is_not_signed(field):
     strips every ASCII blank at a value's ends (CR, VT, FF too), OpenDKIM
     turns them into blanks anywhere, and a bare CR is a line end to some
     readers (a hidden second From): no signature verifies everywhere."""
-    assert "bare CR, a VT or an FF" in Signer(hdr.split_fields(b"From: a@sign.test\n" + field)).unsignable()
+    assert "subject field holds a bare CR, a VT or an FF" in Signer(
+        hdr.split_fields(b"From: a@sign.test\n" + field)).unsignable()
     assert Signer(hdr.split_fields(b"From: a@sign.test\nX-Other: a\x0c\n")).unsignable() == ""
 
 
@@ -244,7 +247,8 @@ LONG_DOMAIN = ".".join(["a" * 60] * 20) + ".test"        # 1225 characters, prin
     ("DKIM-Signature: v=1; a=rsa-sha256; d=orig.test; s=" + ".".join(["s" * 60] * 20)
      + "; h=from; bh=AAAA; b=BBBB\nFrom: alice@orig.test\nSubject: x\n", None),
     ("From: alice@orig.test\nSubject: x\n", Spf("pass", "alice@orig.test", "h" * 1200 + ".orig.test")),
-], ids=["dkim-d", "dkim-s", "helo"])
+    ("From: alice@orig.test\nSubject: x\n", Spf("pass", "a" * 1200 + "@orig.test", "mx.orig.test")),
+], ids=["dkim-d", "dkim-s", "helo", "mail-from"])
 def test_no_line_tmail_adds_is_longer_than_998(deliverability, header, spf):
     """RFC 5322 s2.1.1: a line MUST be no longer than 998 characters. The
     header.d=, header.s= and smtp.helo= a sender chose are copied whole into
