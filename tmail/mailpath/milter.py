@@ -89,15 +89,18 @@ class TmailMilter(Milter.Base):
         self.helo = ""
         self._reset("")
 
-    # The macros each callback asks for, encoded once for the class: pymilter's
-    # own negotiate looked them up and encoded them again on every connection,
-    # about half of what the milter cost a message that is not tmail's.
-    _symlists: list[tuple[int, bytes]] | None = None
+    # The macros each callback asks for, joined once for the class: pymilter's
+    # own negotiate looked them up and joined them again on every connection.
+    # They must be str: the milter module's setsymlist refuses bytes (pymilter's
+    # TestCtx takes both), and a failed negotiation means all callbacks, every
+    # one awaited (tests/test_milter_wire.py speaks the protocol to find out).
+    _symlists: list[tuple[int, str]] | None = None
+    _said_failed = False
 
     def negotiate(self, opts):
         cls = type(self)
         if cls._symlists is None:
-            cls._symlists = [(stage, " ".join(syms).encode())
+            cls._symlists = [(stage, " ".join(syms))
                              for name, stage in Milter.MACRO_CALLBACKS.items()
                              if (syms := getattr(getattr(cls, name), "_symlist", None))]
         try:
@@ -108,7 +111,10 @@ class TmailMilter(Milter.Base):
                 self._ctx.setsymlist(stage, symbols)
             opts[1] = self._protocol = protocol & ~cls.protocol_mask()
             opts[2] = opts[3] = 0
-        except Exception:
+        except Exception as exc:
+            if not isinstance(exc, Milter.DisabledAction) and not cls._said_failed:
+                cls._said_failed = True     # once: it fails alike for every connection
+                log.exception("milter negotiation failed: every callback is sent and awaited")
             return Milter.ALL_OPTS     # as pymilter's: change nothing
         return Milter.CONTINUE
 
