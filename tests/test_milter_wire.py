@@ -15,91 +15,65 @@ import time
 import Milter
 import pytest
 
-# Postfix's offer (milter8.c): protocol version 6, every action and step it knows
-OFFERED_ACTIONS = 0x1FF
-OFFERED_PROTOCOL = 0x1FFFFF
+from tmail.mailpath import milter_probe
+from tmail.mailpath.milter_probe import OFFERED_ACTIONS, MilterClient
+
 STAGES = {"envfrom": 2, "envrcpt": 3, "eom": 5}     # SMFIM_ENVFROM, _ENVRCPT, _EOM
 
 RUN_MILTER = """
 import sys, Milter, milter
 from tmail.mailpath.milter import make_factory
 Milter.factory = make_factory(None)     # mail that is not tmail's never reaches the service
+if sys.argv[2] == "failing":            # a negotiation that falls back, as a broken one does
+    Milter.factory.negotiate = lambda self, opts: Milter.ALL_OPTS
 Milter.runmilter("tmail", "unix:" + sys.argv[1], timeout=10)
 """
 
 
-@pytest.fixture
-def mta(tmp_path):
-    """A connection to tmail's milter, run by libmilter in a process of its own."""
+def run_milter(tmp_path, kind="tmail"):
+    """tmail's milter class run by libmilter in a process of its own: its socket."""
     path = str(tmp_path / "milter.sock")
-    proc = subprocess.Popen([sys.executable, "-c", RUN_MILTER, path], stderr=subprocess.PIPE)
-    try:
-        for _ in range(200):
-            if os.path.exists(path):
-                break
-            assert proc.poll() is None, proc.stderr.read().decode()
-            time.sleep(0.05)
-        with Mta(path) as connected:
-            yield connected
-    finally:
+    proc = subprocess.Popen([sys.executable, "-c", RUN_MILTER, path, kind], stderr=subprocess.PIPE)
+    for _ in range(200):
+        if os.path.exists(path):
+            return path, proc
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    raise AssertionError("the milter did not start")
+
+
+@pytest.fixture
+def milter_at(tmp_path):
+    procs = []
+
+    def start(kind="tmail"):
+        directory = tmp_path / kind
+        directory.mkdir()
+        path, proc = run_milter(directory, kind)
+        procs.append(proc)
+        return path
+    yield start
+    for proc in procs:
         proc.kill()      # libmilter's orderly stop waits seconds for its threads
         proc.wait(10)
 
 
-class Mta:
-    """The MTA's side of the milter protocol: packets are a 4-byte length,
-    a command letter and its data."""
+@pytest.fixture
+def mta(milter_at):
+    """A connection to tmail's milter, as Postfix's."""
+    with MilterClient(milter_at()) as connected:
+        yield connected
 
-    def __init__(self, path: str):
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.settimeout(5)
-        self.sock.connect(path)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *_exc):
-        self.sock.close()
-
-    def send(self, command: bytes, data: bytes = b"") -> None:
-        self.sock.sendall(struct.pack("!I", len(data) + 1) + command + data)
-
-    def macros(self, stage: bytes, **values: str) -> None:
-        self.send(b"D", stage + b"".join(f"{{{k}}}\0{v}\0".encode() for k, v in values.items()))
-
-    def reply(self) -> tuple[bytes, bytes]:
-        (length,) = struct.unpack("!I", self._read(4))
-        packet = self._read(length)
-        return packet[:1], packet[1:]
-
-    def nothing_waiting(self) -> bool:
-        self.sock.settimeout(0.3)
-        try:
-            return self.sock.recv(1, socket.MSG_PEEK) == b""
-        except TimeoutError:
-            return True
-        finally:
-            self.sock.settimeout(5)
-
-    def _read(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.sock.recv(n - len(data))
-            assert chunk, "the milter closed the connection"
-            data += chunk
-        return data
-
-    def negotiate(self, actions=OFFERED_ACTIONS) -> tuple[int, int, dict[int, str]]:
-        self.send(b"O", struct.pack("!III", 6, actions, OFFERED_PROTOCOL))
-        command, data = self.reply()
-        assert command == b"O"
-        _version, actions, protocol = struct.unpack("!III", data[:12])
-        lists, rest = {}, data[12:]
-        while rest:
-            (stage,) = struct.unpack("!I", rest[:4])
-            text, rest = rest[4:].split(b"\0", 1)
-            lists[stage] = text.decode()
-        return actions, protocol, lists
+def nothing_waiting(mta: MilterClient) -> bool:
+    """No answer came for what was sent (the milter did not reply)."""
+    mta.sock.settimeout(0.3)
+    try:
+        return mta.sock.recv(1, socket.MSG_PEEK) == b""
+    except TimeoutError:
+        return True
+    finally:
+        mta.sock.settimeout(5)
 
 
 def test_the_real_milter_module_takes_the_negotiation(mta):
@@ -132,10 +106,19 @@ def test_mail_that_is_not_tmails_costs_two_answers(mta):
     mta.send(b"H", b"client.b.test\0")
     mta.macros(b"M", mail_addr="someone@b.test")
     mta.send(b"M", b"<someone@b.test>\0")
-    assert mta.nothing_waiting()
+    assert nothing_waiting(mta)
     mta.macros(b"R", rcpt_addr="friend@elsewhere.test", rcpt_mailer="smtp")
     mta.send(b"R", b"<friend@elsewhere.test>\0")
     assert mta.reply() == (b"c", b"")
     mta.send(b"T")
     assert mta.reply() == (b"a", b"")
     mta.send(b"Q")
+
+
+def test_postfix_check_tells_a_negotiation_that_fell_back(milter_at):
+    ok, detail = milter_probe.check(milter_at())
+    assert ok, detail
+    ok, detail = milter_probe.check(milter_at("failing"))
+    assert not ok and "CONNECT, HELO, MAIL FROM" in detail
+    ok, detail = milter_probe.check("/nonexistent/milter.sock")
+    assert not ok and "No such file" in detail

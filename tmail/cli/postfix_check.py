@@ -80,6 +80,7 @@ def _socket_directory(path: str, user) -> tuple[bool, str]:
 def check(app):
     """Report what is missing or wrong between Postfix and tmail."""
     from ..db.engine import sqlite_path
+    from ..mailpath import milter_probe
     from ..mailpath.daemon import socket_path
     from .fleet import fleet_problems
     from .postfix import Postconf, current_state, routed_domains, table_is_current
@@ -99,8 +100,8 @@ def check(app):
                "all present" if not missing else "; ".join(map(str, missing)))
     except wiring.Conflict as exc:
         report("postfix settings", False, str(exc))
-    for label, path in (("milter socket", socket_path(cfg, "milter_socket")),
-                        ("policy guard socket", socket_path(cfg, "policy_socket")),
+    report("milter socket", *milter_probe.check(socket_path(cfg, "milter_socket")))
+    for label, path in (("policy guard socket", socket_path(cfg, "policy_socket")),
                         ("delivery socket", cfg["daemon"]["deliver_socket"]),
                         ("lmtp socket", wiring.lmtp_socket(cfg))):
         report(label, *_connects(path))
