@@ -10,8 +10,10 @@ is noisy: compare only side by side):
     d.test's DKIM keys active, so tmail signs (RSA and ed25519) and seals;
   - CPU per forwarded message for each: Postfix's processes (the pipe's
     tmail-deliver among them) and the tmail daemon with its LMTP workers;
-  - acceptance rate of mail that is not tmail's, milter on and off
-    (outbound delivery held, so only smtpd's work is timed);
+  - acceptance rate of mail that is not tmail's: no milter, tmail's, and
+    two milters of the same shape that do nothing (libmilter in C,
+    bench/noop_milter.c, and pymilter, bench/noop_pymilter.py): the floor
+    any milter costs (outbound delivery held, so only smtpd's work is timed);
   - peak RSS of tmail-deliver, and the daemon's peak growth, on 20 MB;
   - tmail-deliver's own CPU per 1 KB message (under pipe(8) it is counted
     with Postfix's processes), against a bare interpreter's start and exit.
@@ -172,14 +174,37 @@ def setup_baselines(mx):
     mx.tmail("dkim", "keygen", "--domain", "d.test", "--selector", "bench", as_root=True)
 
 
-def acceptance(mx, count, milter_on, milters):
-    """msg/s, and CPU ms per message of Postfix's processes and of the daemon."""
-    mx.postconf(f"smtpd_milters={milters if milter_on else ''}")
+def acceptance(mx, count, milters: str, pid: int | None):
+    """msg/s, and CPU ms per message of Postfix's processes and of the milter
+    process `pid` (None: no milter)."""
+    mx.postconf(f"smtpd_milters={milters}")
     mx.reload()
     time.sleep(1)
-    before = cpu_now(mx)
+    before = postfix_cpu(mx), tree_cpu(pid) if pid else 0.0
     rate = count / smtp_source(mx, count, "someone@elsewhere.test")
-    return rate, cpu_per_message(mx, before, count)
+    after = postfix_cpu(mx), tree_cpu(pid) if pid else 0.0
+    return rate, tuple(1000 * (a - b) / count for a, b in zip(after, before, strict=True))
+
+
+def floor_milters(mx) -> tuple[dict[str, tuple[str, int]], list[subprocess.Popen]]:
+    """Two milters of tmail's shape that do nothing, for the floor under it:
+    libmilter in C (compiled here) and pymilter. {name: (smtpd_milters, pid)}."""
+    where = f"{mx.base}/floors"
+    os.makedirs(where, mode=0o755)
+    subprocess.run(["cc", "-O2", "-o", f"{where}/noop_milter", os.path.join(HERE, "noop_milter.c"),
+                    "-lmilter", "-lpthread"], check=True)
+    old = os.umask(0)       # sockets smtpd (user postfix) may connect to
+    try:
+        procs = {"C libmilter no-op": subprocess.Popen([f"{where}/noop_milter", f"unix:{where}/c.sock"]),
+                 "pymilter no-op": subprocess.Popen([sys.executable, os.path.join(HERE, "noop_pymilter.py"),
+                                                     f"unix:{where}/py.sock"])}
+    finally:
+        os.umask(old)
+    for sock in ("c", "py"):
+        wait_until(lambda sock=sock: os.path.exists(f"{where}/{sock}.sock"), what=f"the {sock} no-op milter")
+    milters = {name: (f"{{ unix:{where}/{sock}.sock, default_action=tempfail }}", proc.pid)
+               for (name, proc), sock in zip(procs.items(), ("c", "py"), strict=True)}
+    return milters, list(procs.values())
 
 
 def big_message(to: str = "fwd@d.test", size: int = 20 * 1024 * 1024) -> bytes:
@@ -284,30 +309,38 @@ def alternating_rates(mx, sink, args, targets: dict) -> dict:
 
 def acceptance_rates(mx, args):
     """Only smtpd's work: outbound delivery is held, then the queue emptied.
-    On and off alternate, so that drift on a noisy machine hits both."""
-    milters = subprocess.run(["postconf", "-c", mx.conf, "-h", "smtpd_milters"],
-                             capture_output=True, text=True).stdout.strip()
+    No milter, two do-nothing milters of tmail's shape (the floor any
+    libmilter milter costs here) and tmail's take turns in every round, so
+    that drift on a noisy machine hits them all."""
+    tmail = subprocess.run(["postconf", "-c", mx.conf, "-h", "smtpd_milters"],
+                           capture_output=True, text=True).stdout.strip()
+    floors, procs = floor_milters(mx)
+    variants = {"no milter": ("", None), **floors, "tmail": (tmail, mx.daemon.pid)}
     mx.postconf("defer_transports=relay smtp")
-    on, off, cpu_on, cpu_off = [], [], [], []
-    for _ in range(args.rounds):
-        for rates, cpu, milter_on in ((on, cpu_on, True), (off, cpu_off, False)):
-            rate, used = acceptance(mx, args.messages, milter_on, milters)
-            rates.append(rate)
-            cpu.append(used)
-    mx.postconf(f"smtpd_milters={milters}", "defer_transports=")
-    subprocess.run(["postsuper", "-c", mx.conf, "-d", "ALL"], capture_output=True)
-    mx.reload()
-    # Each round's on and off ran back to back: their ratio drifts less
-    # than the best of each, on a machine whose speed wanders between rounds.
-    ratios = sorted(a / b for a, b in zip(on, off, strict=True))
-    print(f"acceptance of other mail (msg/s): milter on {' '.join(f'{v:.1f}' for v in on)}, "
-          f"off {' '.join(f'{v:.1f}' for v in off)};  on/off = {max(on) / max(off):.2f}x best of each, "
-          f"{ratios[len(ratios) // 2]:.2f}x median of the rounds' ratios (target >= 0.9x)")
-    for name, cpu in (("on", cpu_on), ("off", cpu_off)):
-        postfix = sorted(c[0] for c in cpu)[len(cpu) // 2]
-        daemon = sorted(c[1] for c in cpu)[len(cpu) // 2]
-        print(f"  CPU per accepted message, milter {name:3}: Postfix {postfix:.2f} + daemon {daemon:.2f} ms"
-              " (the rounds' medians)")
+    rates = {name: [] for name in variants}
+    cpu = {name: [] for name in variants}
+    try:
+        for _ in range(args.rounds):
+            for name, (milters, pid) in variants.items():
+                rate, used = acceptance(mx, args.messages, milters, pid)
+                rates[name].append(rate)
+                cpu[name].append(used)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        mx.postconf(f"smtpd_milters={tmail}", "defer_transports=")
+        subprocess.run(["postsuper", "-c", mx.conf, "-d", "ALL"], capture_output=True)
+        mx.reload()
+    print(f"acceptance of other mail, {args.messages} x 1 KB messages, {args.rounds} rounds (msg/s per round);"
+          " each round's rate over the same round's without a milter (their median: the rounds"
+          " drift less than the best of each), and CPU per accepted message (the rounds' medians):")
+    for name, values in rates.items():
+        ratios = sorted(a / b for a, b in zip(values, rates["no milter"], strict=True))
+        postfix = sorted(c[0] for c in cpu[name])[len(cpu[name]) // 2]
+        milter = sorted(c[1] for c in cpu[name])[len(cpu[name]) // 2]
+        print(f"  {name:18} {' '.join(f'{v:7.1f}' for v in values)}   x{ratios[len(ratios) // 2]:.2f}"
+              f"   CPU/msg: Postfix {postfix:.2f} + milter {milter:.2f} ms")
+    print("  (target for tmail: >= 0.9x)")
 
 
 def report_memory(mx):
