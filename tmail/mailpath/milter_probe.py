@@ -15,7 +15,6 @@ import struct
 VERSION = 6
 OFFERED_ACTIONS = 0x1FF          # every action Postfix knows, SETSYMLIST (0x100) among them
 OFFERED_PROTOCOL = 0x1FFFFF      # every step it may leave out or not wait for
-SETSYMLIST = 0x100
 NR_CONN, NR_HELO, NR_MAIL = 0x1000, 0x2000, 0x4000
 NOT_AWAITED = {"CONNECT": NR_CONN, "HELO": NR_HELO, "MAIL FROM": NR_MAIL}
 
