@@ -280,10 +280,11 @@ def verify_arc(header: bytes, body_hashes: dict, txt: TxtLookup) -> str:
     if _arc_too_long(fields):
         log.info("ARC chain of more than %d sets: not verified", MAX_ARC_SETS)
         return "fail"
-    if any(_too_many_signed(hdr.raw_value(f)) for f in fields if hdr.name_of(f) == "arc-message-signature"):
+    arc = [(name, f) for f in fields if (name := hdr.name_of(f)) in ARC_FIELDS]
+    if any(_too_many_signed(hdr.raw_value(f)) for name, f in arc if name == "arc-message-signature"):
         log.info("ARC-Message-Signature signs more than %d fields: not verified", MAX_SIGNED_FIELDS)
         return "fail"
-    unclear = next((f for f in fields if hdr.name_of(f) in ARC_FIELDS and not _read_alike(f)), None)
+    unclear = next((f for name, f in arc if not _read_alike(name, f)), None)
     if unclear is not None:
         log.info("ARC field read otherwise by RFC 8617 than by dkimpy, or by dkimpy than by other "
                  "verifiers (%r...): the chain fails", unclear[:60])
@@ -298,14 +299,13 @@ def verify_arc(header: bytes, body_hashes: dict, txt: TxtLookup) -> str:
     return {dkim.CV_Pass: "pass", dkim.CV_None: "none"}.get(cv, "fail")
 
 
-def _read_alike(field: bytes) -> bool:
+def _read_alike(name: str, field: bytes) -> bool:
     """Whether dkimpy, which gives the chain its verdict, reads this ARC
     field as tmail's seal will (tmail.core.signer): the instance RFC 8617
     says (dkimpy takes the first i=<digits> anywhere, even inside another
     tag or a result), and bytes every verifier canonicalises alike. Where
     they differ, a chain dkimpy passes could be sealed by tmail over other
     fields, or in another order, than it verified."""
-    name = hdr.name_of(field)
     strict = arc_instance(name, hdr.raw_value(field))
     found = dkim.ARC.INSTANCE_RE.search(relaxed(field).partition(b":")[2])
     return strict is not None and found is not None and int(found.group(1)) == strict \

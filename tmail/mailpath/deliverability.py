@@ -152,14 +152,14 @@ class Deliverability:
         header = b"".join(fields)
         if not (self.sign or self.seal):
             return header
-        froms = hdr.counts(fields).get("from", 0)
+        signer = Signer(fields)
+        froms = signer.names.count("from")
         if froms != 1:
             # DKIM must sign From (RFC 6376 s5.4) and DMARC cannot judge
             # several: the message goes as it came
             log.warning("%s: sent unsigned and unsealed",
                         "no From field" if froms == 0 else f"{froms} From fields")
             return header
-        signer = Signer(fields)
         refused = signer.unsignable()
         if refused:     # whatever was signed, some receiver would read another message
             log.warning("%s: sent unsigned and unsealed", refused)
