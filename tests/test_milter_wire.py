@@ -18,8 +18,6 @@ import pytest
 from tmail.mailpath import milter_probe
 from tmail.mailpath.milter_probe import OFFERED_ACTIONS, MilterClient
 
-STAGES = {"envfrom": 2, "envrcpt": 3, "eom": 5}     # SMFIM_ENVFROM, _ENVRCPT, _EOM
-
 RUN_MILTER = """
 import sys, Milter, milter
 from tmail.mailpath.milter import make_factory
@@ -86,9 +84,9 @@ def test_the_real_milter_module_takes_the_negotiation(mta):
         assert not protocol & step, hex(step)
     # only the macros tmail reads, stage by stage
     assert {stage: set(text.split()) for stage, text in lists.items()} == {
-        STAGES["envfrom"]: {"{mail_addr}", "{auth_authen}"},
-        STAGES["envrcpt"]: {"{rcpt_addr}", "{rcpt_mailer}"},
-        STAGES["eom"]: {"i"},
+        Milter.M_ENVFROM: {"{mail_addr}", "{auth_authen}"},
+        Milter.M_ENVRCPT: {"{rcpt_addr}", "{rcpt_mailer}"},
+        Milter.M_EOM: {"i"},
     }
 
 
