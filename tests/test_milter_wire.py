@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import Milter
@@ -120,3 +121,26 @@ def test_postfix_check_tells_a_negotiation_that_fell_back(milter_at):
     assert not ok and "CONNECT, HELO, MAIL FROM" in detail
     ok, detail = milter_probe.check("/nonexistent/milter.sock")
     assert not ok and "No such file" in detail
+
+
+@pytest.mark.parametrize("answer, told", [
+    (b"\xff\xff\xff\xff", "4294967295 bytes announced"),    # not read: refused at once
+    (b"\x00\x00\x00\x00", "0 bytes announced"),
+    (b"\x00\x00\x00\x05y250 ", "not a milter negotiation answer"),
+    (b"220 mx.example ESMTP\r\n", "bytes announced"),         # not a milter at all
+])
+def test_postfix_check_is_not_fooled_by_what_answers_on_the_socket(tmp_path, answer, told):
+    path = str(tmp_path / "other.sock")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(path)
+        server.listen(1)
+
+        def answer_once():
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(64)
+                conn.sendall(answer)
+                time.sleep(0.5)
+        threading.Thread(target=answer_once, daemon=True).start()
+        ok, detail = milter_probe.check(path)
+    assert not ok and detail.startswith(path) and told in detail, detail

@@ -15,6 +15,7 @@ import struct
 VERSION = 6
 OFFERED_ACTIONS = 0x1FF          # every action Postfix knows, SETSYMLIST (0x100) among them
 OFFERED_PROTOCOL = 0x1FFFFF      # every step it may leave out or not wait for
+MAX_PACKET = 1024 * 1024          # libmilter's largest (a body chunk at its biggest negotiated size)
 NR_CONN, NR_HELO, NR_MAIL = 0x1000, 0x2000, 0x4000
 NOT_AWAITED = {"CONNECT": NR_CONN, "HELO": NR_HELO, "MAIL FROM": NR_MAIL}
 
@@ -44,6 +45,8 @@ class MilterClient:
 
     def reply(self) -> tuple[bytes, bytes]:
         (length,) = struct.unpack("!I", self._read(4))
+        if not 0 < length <= MAX_PACKET:
+            raise ConnectionError(f"not a milter packet: {length} bytes announced")
         packet = self._read(length)
         return packet[:1], packet[1:]
 
